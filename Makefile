@@ -1,0 +1,87 @@
+# Bolt: the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT      := $(CURDIR)
+VENV      := $(ROOT)/.venv
+PY        := $(VENV)/bin/python
+TOOLS     := $(ROOT)/.tools/bin
+GRPCURL   := $(TOOLS)/grpcurl
+GRPCURL_VERSION := v1.9.4
+AGENT     := $(ROOT)/target/debug/bolt-agent
+AGENT_RELEASE := $(ROOT)/target/release/bolt-agent
+DEV       := $(ROOT)/.dev
+CARGO     ?= cargo
+export BOLT_AGENT_BIN ?= $(AGENT)
+
+.PHONY: help build release run test test-rust test-integration test-python test-java bench venv tools clean
+
+help:
+	@echo "make run    build and start an agent on 127.0.0.1:7443 (dev certificates, example packs)"
+	@echo "make test   install what the tests need and run every test"
+	@echo "make bench  print the benchmark table (release build)"
+
+build:
+	$(CARGO) build --workspace --locked
+
+release:
+	$(CARGO) build --release --locked -p bolt-agent
+
+# --- the main job -----------------------------------------------------------
+
+run: build tools
+	@test -f $(DEV)/certs/ca.crt || $(AGENT) certs init --dir $(DEV)/certs >/dev/null
+	@mkdir -p $(DEV)/data
+	@GRPCURL=$(GRPCURL) DEV=$(DEV) bash scripts/how-to-call.sh
+	@exec $(AGENT) run --config examples/dev-agent.toml --listen 127.0.0.1:7443 \
+	    --tls-dir $(DEV)/certs --packs-dir examples/packs --data-dir $(DEV)/data
+
+# --- tools the tests need ---------------------------------------------------
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: integration/requirements.txt $(wildcard clients/python/pyproject.toml)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r integration/requirements.txt
+	@if [ -f clients/python/pyproject.toml ]; then \
+	    $(VENV)/bin/pip install --quiet --disable-pip-version-check -e 'clients/python[test]'; fi
+	touch $@
+
+# grpcurl from its Go module; without Go the grpcurl tests are skipped with a notice.
+tools: $(GRPCURL)
+
+$(GRPCURL):
+	@if command -v go >/dev/null; then \
+	    echo "installing grpcurl $(GRPCURL_VERSION) with go install"; \
+	    GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION); \
+	else echo "NOTICE: Go is not installed: grpcurl tests will be skipped"; fi
+
+# --- tests ------------------------------------------------------------------
+
+test: build venv tools test-rust test-integration test-python test-java
+
+test-rust:
+	$(CARGO) test --workspace --locked
+
+test-integration: build venv tools
+	GRPCURL=$(GRPCURL) $(PY) -m pytest integration -q -p no:cacheprovider
+
+test-python: build venv
+	@if [ -f clients/python/Makefile ]; then \
+	    $(MAKE) -C clients/python test VENV=$(VENV) BOLT_AGENT_BIN=$(AGENT); \
+	else echo "NOTICE: no Python client yet"; fi
+
+test-java: build venv
+	@if [ -f clients/java/Makefile ]; then \
+	    $(MAKE) -C clients/java test BOLT_AGENT_BIN=$(AGENT) BOLT_MOTO_SERVER=$(VENV)/bin/moto_server; \
+	else echo "NOTICE: no Java client yet"; fi
+
+# --- benchmarks (not tests) -------------------------------------------------
+
+bench: release venv
+	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/agent_bench.py
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(ROOT)/.tools $(DEV)

@@ -1,0 +1,326 @@
+//! The Bolt service: each method checks the call, asks authz, and hands the
+//! work to the executor, the registry or the store.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bolt_proto::v1::{self as pb, bolt_server::Bolt};
+use futures_util::Stream;
+use tokio::sync::watch;
+use tokio_stream::{wrappers::ReceiverStream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use super::{convert, identity};
+use crate::{
+    authz::{Authorizer, Permission},
+    config::{Config, InstanceConfig},
+    exec::{output, Executor, StartRequest},
+    packs::Registry,
+    store::Query,
+};
+
+/// Facts about the agent itself, for Health and GetAgentInfo.
+pub struct AgentState {
+    pub version: &'static str,
+    pub started_at: SystemTime,
+    pub instance: InstanceConfig,
+    pub hostname: String,
+    pub data_dir: std::path::PathBuf,
+    pub default_timeout: Duration,
+    pub max_idempotency_key_bytes: usize,
+    /// Becomes true when shutdown starts.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AgentState {
+    pub fn new(config: &Config, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            started_at: SystemTime::now(),
+            instance: config.instance.clone(),
+            hostname: crate::hostname(),
+            data_dir: config.data_dir.clone(),
+            default_timeout: config.exec.default_timeout,
+            max_idempotency_key_bytes: config.limits.max_idempotency_key_bytes,
+            shutdown,
+        }
+    }
+}
+
+pub struct BoltService {
+    executor: Executor,
+    registry: Arc<Registry>,
+    authz: Arc<Authorizer>,
+    state: Arc<AgentState>,
+}
+
+impl BoltService {
+    pub fn new(
+        executor: Executor,
+        registry: Arc<Registry>,
+        authz: Arc<Authorizer>,
+        state: Arc<AgentState>,
+    ) -> Self {
+        Self { executor, registry, authz, state }
+    }
+
+    fn health(&self) -> pb::HealthResponse {
+        let snapshot = self.registry.snapshot();
+        let mut problems: Vec<String> = snapshot
+            .errors
+            .iter()
+            .map(|e| format!("pack {} skipped: {}", e.source.display(), e.error))
+            .collect();
+        if let Some((free, _)) = disk_space(&self.state.data_dir) {
+            if free < 100 << 20 {
+                problems.push(format!(
+                    "data folder {} has {} MiB free",
+                    self.state.data_dir.display(),
+                    free >> 20
+                ));
+            }
+        }
+        let status = if *self.state.shutdown.borrow() {
+            pb::ServingStatus::NotServing
+        } else if problems.is_empty() {
+            pb::ServingStatus::Serving
+        } else {
+            pb::ServingStatus::Degraded
+        };
+        pb::HealthResponse {
+            status: status as i32,
+            problems,
+            running: self.executor.running() as u32,
+            caps_enforced: false,
+            pack_errors: pack_errors(&snapshot),
+        }
+    }
+}
+
+fn pack_errors(s: &crate::packs::Snapshot) -> Vec<pb::PackError> {
+    s.errors
+        .iter()
+        .map(|e| pb::PackError { source: e.source.display().to_string(), error: e.error.clone() })
+        .collect()
+}
+
+/// Free and total bytes of the file system holding `path`.
+fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some((s.f_bavail * s.f_frsize, s.f_blocks * s.f_frsize))
+}
+
+type OutputStream = Pin<Box<dyn Stream<Item = Result<pb::OutputChunk, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Bolt for BoltService {
+    #[tracing::instrument(skip_all, fields(rpc = "ListActions"))]
+    async fn list_actions(
+        &self,
+        req: Request<pb::ListActionsRequest>,
+    ) -> Result<Response<pb::ListActionsResponse>, Status> {
+        identity(&req)?;
+        let filter = req.into_inner().pack;
+        let snapshot = self.registry.snapshot();
+        let actions = snapshot
+            .packs
+            .values()
+            .filter(|p| filter.is_empty() || p.manifest.name == filter)
+            .flat_map(|p| p.actions.values())
+            .map(|a| convert::action(a, self.state.default_timeout))
+            .collect();
+        Ok(Response::new(pb::ListActionsResponse { actions }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Execute", caller, pack, action))]
+    async fn execute(
+        &self,
+        req: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let who = identity(&req)?;
+        let r = req.into_inner();
+        let span = tracing::Span::current();
+        span.record("caller", who.name.as_str())
+            .record("pack", r.pack.as_str())
+            .record("action", r.action.as_str());
+        if r.idempotency_key.len() > self.state.max_idempotency_key_bytes {
+            return Err(Status::invalid_argument(format!(
+                "idempotency_key is {} bytes; the limit is {}",
+                r.idempotency_key.len(),
+                self.state.max_idempotency_key_bytes
+            )));
+        }
+        let action = self.registry.resolve(&r.pack, &r.action)?;
+        self.authz.check(&who.name, Permission::Execute, Some(&r.pack))?;
+        let timeout = r.timeout.as_ref().map(|d| convert::from_duration("timeout", d)).transpose()?;
+        let started = self
+            .executor
+            .start(StartRequest {
+                action,
+                args: r.args,
+                caller: who.name.clone(),
+                idempotency_key: r.idempotency_key,
+                timeout,
+            })
+            .await?;
+        Ok(Response::new(pb::ExecuteResponse {
+            execution_id: started.record.id.clone(),
+            state: convert::state(started.record.state) as i32,
+            deduplicated: started.deduplicated,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetExecution"))]
+    async fn get_execution(
+        &self,
+        req: Request<pb::GetExecutionRequest>,
+    ) -> Result<Response<pb::Execution>, Status> {
+        let who = identity(&req)?;
+        self.authz.check(&who.name, Permission::Read, None)?;
+        let id = convert::execution_id(&req.get_ref().execution_id)?;
+        let rec = self.executor.get(&id)?.ok_or_else(|| Status::not_found(format!("no execution {id}")))?;
+        Ok(Response::new(convert::execution(&rec)))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListExecutions"))]
+    async fn list_executions(
+        &self,
+        req: Request<pb::ListExecutionsRequest>,
+    ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
+        let who = identity(&req)?;
+        self.authz.check(&who.name, Permission::Read, None)?;
+        let r = req.into_inner();
+        let nonempty = |s: String| (!s.is_empty()).then_some(s);
+        let query = Query {
+            limit: match r.page_size {
+                0 => 50,
+                n => n.min(1000) as usize,
+            },
+            before: nonempty(r.page_token).map(|t| convert::execution_id(&t)).transpose()?,
+            pack: nonempty(r.pack),
+            action: nonempty(r.action),
+            caller: nonempty(r.caller),
+            states: r.states.into_iter().map(convert::state_from).collect::<Result<_, _>>()?,
+            since_ms: r.since.as_ref().map(convert::from_timestamp),
+            until_ms: r.until.as_ref().map(convert::from_timestamp),
+        };
+        let store = self.executor.store().clone();
+        let (page, more) = tokio::task::spawn_blocking(move || store.list(&query))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let next_page_token =
+            if more { page.last().map(|r| r.id.clone()).unwrap_or_default() } else { String::new() };
+        // Live executions are shown as the executor sees them now.
+        let executions = page
+            .iter()
+            .map(|r| {
+                if r.state.is_terminal() {
+                    convert::execution(r)
+                } else {
+                    convert::execution(&self.executor.get(&r.id).ok().flatten().unwrap_or_else(|| r.clone()))
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::ListExecutionsResponse { executions, next_page_token }))
+    }
+
+    type StreamOutputStream = OutputStream;
+
+    #[tracing::instrument(skip_all, fields(rpc = "StreamOutput"))]
+    async fn stream_output(
+        &self,
+        req: Request<pb::StreamOutputRequest>,
+    ) -> Result<Response<OutputStream>, Status> {
+        let who = identity(&req)?;
+        self.authz.check(&who.name, Permission::Read, None)?;
+        let r = req.into_inner();
+        let id = convert::execution_id(&r.execution_id)?;
+        let rx = output::stream(&self.executor, &id, r.offset, r.follow, self.state.shutdown.clone())?;
+        let stream = ReceiverStream::new(rx).map(|item| match item {
+            Ok(output::Item::Chunk(c)) => Ok(convert::chunk(c)),
+            Ok(output::Item::End(rec)) => Ok(pb::OutputChunk {
+                end: true,
+                execution: Some(convert::execution(&rec)),
+                ..Default::default()
+            }),
+            Err(e) => Err(e.into()),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "Kill"))]
+    async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::KillResponse>, Status> {
+        let who = identity(&req)?;
+        let r = req.into_inner();
+        let id = convert::execution_id(&r.execution_id)?;
+        let rec = self.executor.get(&id)?.ok_or_else(|| Status::not_found(format!("no execution {id}")))?;
+        // Anyone with kill on the pack, or the caller who started it.
+        if let Err(denied) = self.authz.check(&who.name, Permission::Kill, Some(&rec.pack)) {
+            let own = rec.caller == who.name
+                && self.authz.check(&who.name, Permission::Execute, Some(&rec.pack)).is_ok();
+            if !own {
+                return Err(denied.into());
+            }
+        }
+        let grace = r.grace.as_ref().map(|d| convert::from_duration("grace", d)).transpose()?;
+        let before = self.executor.kill(&id, grace, &who.name).await?;
+        Ok(Response::new(pb::KillResponse {
+            state: convert::state(before.state) as i32,
+            already_ended: before.state.is_terminal(),
+        }))
+    }
+
+    async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+        identity(&req)?;
+        Ok(Response::new(self.health()))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "GetAgentInfo"))]
+    async fn get_agent_info(
+        &self,
+        req: Request<pb::GetAgentInfoRequest>,
+    ) -> Result<Response<pb::AgentInfo>, Status> {
+        identity(&req)?;
+        let health = self.health();
+        let snapshot = self.registry.snapshot();
+        let (free, total) = disk_space(&self.state.data_dir).unwrap_or((0, 0));
+        let i = &self.state.instance;
+        Ok(Response::new(pb::AgentInfo {
+            version: self.state.version.to_owned(),
+            started_at: Some(convert::timestamp(self.state.started_at)),
+            uptime: Some(convert::duration(self.state.started_at.elapsed().unwrap_or_default())),
+            instance: Some(pb::Instance {
+                instance_id: i.id.clone(),
+                app: i.app.clone(),
+                availability_zone: i.availability_zone.clone(),
+                region: i.region.clone(),
+                stage: i.stage.clone(),
+                hostname: self.state.hostname.clone(),
+            }),
+            packs: snapshot
+                .packs
+                .values()
+                .map(|p| pb::PackInfo {
+                    name: p.manifest.name.clone(),
+                    version: p.version.clone(),
+                    description: p.manifest.description.clone(),
+                    source: p.dir.display().to_string(),
+                    actions: p.actions.len() as u32,
+                })
+                .collect(),
+            pack_errors: health.pack_errors,
+            last_pack_sync: snapshot.loaded_at.map(convert::timestamp),
+            data_disk_free_bytes: free,
+            data_disk_total_bytes: total,
+            running: health.running,
+            caps_enforced: false,
+            caps_mode: "none".into(),
+            agent_rss_bytes: crate::procfs::rss_bytes(std::process::id()).unwrap_or(0),
+            status: health.status,
+            problems: health.problems,
+        }))
+    }
+}

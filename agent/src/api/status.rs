@@ -1,0 +1,65 @@
+//! The one place where domain errors become gRPC statuses.
+
+use tonic::{Code, Status};
+
+use crate::{
+    authz::Denied,
+    exec::{output::FollowError, ExecError},
+    packs::ResolveError,
+    store::StoreError,
+};
+
+impl From<ResolveError> for Status {
+    fn from(e: ResolveError) -> Self {
+        let code = match e {
+            ResolveError::BadPackName(_) | ResolveError::BadActionName(_) => Code::InvalidArgument,
+            ResolveError::NoPack(_) | ResolveError::NoAction { .. } => Code::NotFound,
+        };
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<ExecError> for Status {
+    fn from(e: ExecError) -> Self {
+        let code = match &e {
+            ExecError::Args(a) if a.is_limit() => Code::ResourceExhausted,
+            ExecError::Args(_) => Code::InvalidArgument,
+            ExecError::Busy { .. } => Code::ResourceExhausted,
+            ExecError::KeyReused(_) => Code::AlreadyExists,
+            ExecError::NotFound(_) => Code::NotFound,
+            ExecError::Store(StoreError::Closed) => Code::Unavailable,
+            ExecError::Store(_) | ExecError::Io(_) => Code::Internal,
+        };
+        if code == Code::Internal {
+            tracing::error!(error = %e, "internal error");
+        }
+        Status::new(code, e.to_string())
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Self {
+        ExecError::Store(e).into()
+    }
+}
+
+impl From<FollowError> for Status {
+    fn from(e: FollowError) -> Self {
+        match e {
+            FollowError::NotFound(_) => Status::not_found(e.to_string()),
+            FollowError::Exec(e) => e.into(),
+            FollowError::ShuttingDown { .. } => Status::unavailable(e.to_string()),
+            FollowError::Io { .. } => {
+                tracing::error!(error = %e, "output read failed");
+                Status::internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<Denied> for Status {
+    fn from(e: Denied) -> Self {
+        tracing::info!(target: "audit", identity = %e.identity, permission = %e.permission, pack = e.pack.as_deref(), "denied");
+        Status::permission_denied(e.to_string())
+    }
+}

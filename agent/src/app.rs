@@ -1,0 +1,227 @@
+//! Wiring: data folder, history, packs, TLS, executor, then the gRPC server
+//! until shutdown. Tests start an `App` on port 0 like `main` does.
+
+use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use bolt_proto::v1::bolt_server::BoltServer;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    api::{self, AgentState, BoltService},
+    authz::Authorizer,
+    config::Config,
+    exec::{layout, Executor, ExecutorConfig},
+    packs::{ArgLimits, Registry},
+    store::{Store, StoreError},
+    tls::{serve_incoming, TlsError, TlsFiles},
+};
+
+/// How long in-flight calls get to finish after SIGTERM.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for rotation.
+const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("data folder {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0} (create a development set with: bolt-agent certs init --dir DIR)")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("recovering executions: {0}")]
+    Recover(#[from] crate::exec::ExecError),
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+    #[error("cannot find this binary to run supervisors: {0}")]
+    SelfExe(std::io::Error),
+}
+
+pub struct App {
+    config: Config,
+}
+
+impl App {
+    pub fn new(config: Config) -> Self {
+        Self { config }
+    }
+
+    /// Runs until `shutdown` resolves, then drains calls and returns.
+    /// Running actions are left to their supervisors.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+        let c = &self.config;
+        let data_err = |source| AppError::DataDir { path: c.data_dir.clone(), source };
+        layout::create_private_dir(&c.data_dir).map_err(data_err)?;
+        let layout = layout::Layout::new(&c.data_dir).map_err(data_err)?;
+        let store = Store::open(&c.data_dir.join("history.redb"))?;
+        let registry = Arc::new(Registry::new(c.packs_dir.clone()));
+        registry.reload();
+        let tls_files = TlsFiles::new(&c.tls_dir);
+        let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
+
+        let executor = Executor::new(self.executor_config()?, store, layout);
+        executor.recover().await?;
+
+        let listener =
+            TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
+        let local = listener.local_addr().map_err(|source| AppError::Bind { addr: c.listen, source })?;
+        // Tests and scripts read the bound address (useful with port 0).
+        layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false)
+            .map_err(data_err)?;
+        tracing::info!(addr = %local, version = env!("CARGO_PKG_VERSION"), instance = %c.instance.id, "listening");
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let state = Arc::new(AgentState::new(c, stop_rx.clone()));
+        spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
+        spawn_tls_reload(tls_files, tls.clone(), stop_rx.clone());
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<BoltServer<BoltService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(bolt_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| AppError::Reflection(e.to_string()))?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(bolt_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| AppError::Reflection(e.to_string()))?;
+
+        let service = BoltService::new(executor, registry, Arc::new(Authorizer::new(&c.authz)), state);
+        let bolt =
+            BoltServer::new(service).max_decoding_message_size(c.limits.max_message_bytes.as_u64() as usize);
+        let incoming = serve_incoming(listener, tls, c.limits.handshake_timeout);
+
+        let stop = {
+            let stop_rx = stop_rx.clone();
+            async move {
+                let mut rx = stop_rx;
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+            .initial_connection_window_size(Some(4 << 20))
+            .initial_stream_window_size(Some(1 << 20))
+            .layer(tonic::service::InterceptorLayer::new(api::require_identity))
+            .layer(tower::util::MapResponseLayer::new(api::oversized_to_resource_exhausted))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(bolt)
+            .serve_with_incoming_shutdown(incoming, stop);
+        let mut server = std::pin::pin!(server);
+
+        tokio::select! {
+            r = &mut server => return r.map_err(Into::into),
+            () = shutdown => {}
+        }
+        tracing::info!("shutting down: no new calls; running actions continue under their supervisors");
+        health_reporter.set_not_serving::<BoltServer<BoltService>>().await;
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+            Ok(r) => r?,
+            Err(_) => tracing::warn!("calls still open after {DRAIN_TIMEOUT:?}; closing them"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    fn executor_config(&self) -> Result<ExecutorConfig, AppError> {
+        let c = &self.config;
+        let mut base_env = vec![
+            ("PATH".to_owned(), c.exec.path.clone()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("HOME".to_owned(), std::env::var("HOME").unwrap_or_else(|_| "/".into())),
+        ];
+        for name in &c.exec.env_passthrough {
+            if let Ok(v) = std::env::var(name) {
+                base_env.push((name.clone(), v));
+            }
+        }
+        Ok(ExecutorConfig {
+            default_timeout: c.exec.default_timeout,
+            kill_grace: c.exec.kill_grace,
+            nice: c.exec.nice,
+            output_max: c.exec.output_max.as_u64(),
+            max_running: c.limits.max_running,
+            arg_limits: ArgLimits {
+                max_arg_bytes: c.limits.max_arg_bytes.as_u64() as usize,
+                max_args_bytes: c.limits.max_args_bytes.as_u64() as usize,
+            },
+            base_env,
+            self_exe: self_exe().map_err(AppError::SelfExe)?,
+        })
+    }
+}
+
+/// This binary's path. After an upgrade replaced the file, /proc/self/exe
+/// names the deleted inode; the new binary at the same path is the one to run.
+fn self_exe() -> std::io::Result<PathBuf> {
+    let p = std::env::current_exe()?;
+    let s = p.to_string_lossy();
+    Ok(match s.strip_suffix(" (deleted)") {
+        Some(orig) => PathBuf::from(orig),
+        None => p,
+    })
+}
+
+fn spawn_pack_rescan(registry: Arc<Registry>, every: Duration, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let r = registry.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                }
+                () = stopped(&mut stop) => return,
+            }
+        }
+    });
+}
+
+/// Resolves once shutdown has started.
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+fn spawn_tls_reload(
+    files: TlsFiles,
+    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut stamp = files.stamp();
+        let mut tick = tokio::time::interval(TLS_RELOAD_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stopped(&mut stop) => return,
+            }
+            let now = files.stamp();
+            if now == stamp {
+                continue;
+            }
+            match files.server_config() {
+                Ok(cfg) => {
+                    tls.store(cfg);
+                    stamp = now;
+                    tracing::info!("TLS certificates reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificates changed but cannot be loaded; keeping the previous ones")
+                }
+            }
+        }
+    });
+}

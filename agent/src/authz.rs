@@ -1,0 +1,165 @@
+//! Authorization: which client identities may do what, from the `[authz]`
+//! rules of the config. With no rules, any identity whose certificate the CA
+//! signed may execute any pack, read history and kill its own executions.
+
+use serde::Deserialize;
+use wildmatch::WildMatch;
+
+/// What a call needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    /// Start actions of the rule's packs (and kill one's own executions).
+    Execute,
+    /// Read executions, their output and history.
+    Read,
+    /// Kill anyone's executions of the rule's packs.
+    Kill,
+    /// Run dev builds of packs.
+    Dev,
+}
+
+impl std::fmt::Display for Permission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Execute => "execute",
+            Self::Read => "read",
+            Self::Kill => "kill",
+            Self::Dev => "dev",
+        })
+    }
+}
+
+/// `[authz]`: rules are unioned; an identity matching none may do nothing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthzConfig {
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+/// `[[authz.rules]]`: identities (glob patterns, `*` matches any run of
+/// characters) get the listed permissions on the listed packs (default all).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub identities: Vec<String>,
+    pub allow: Vec<Permission>,
+    #[serde(default = "all_packs")]
+    pub packs: Vec<String>,
+}
+
+fn all_packs() -> Vec<String> {
+    vec!["*".into()]
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("identity {identity:?} may not {permission}{}", pack.as_ref().map(|p| format!(" pack {p:?}")).unwrap_or_default())]
+pub struct Denied {
+    pub identity: String,
+    pub permission: Permission,
+    pub pack: Option<String>,
+}
+
+impl AuthzConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.identities.is_empty() {
+                return Err(format!("authz.rules[{i}].identities is empty"));
+            }
+            if rule.allow.is_empty() {
+                return Err(format!("authz.rules[{i}].allow is empty"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compiled rules.
+#[derive(Debug)]
+pub struct Authorizer {
+    rules: Vec<CompiledRule>,
+    default_open: bool,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    identities: Vec<WildMatch>,
+    allow: Vec<Permission>,
+    packs: Vec<WildMatch>,
+}
+
+impl Authorizer {
+    pub fn new(config: &AuthzConfig) -> Self {
+        let rules = config
+            .rules
+            .iter()
+            .map(|r| CompiledRule {
+                identities: r.identities.iter().map(|p| WildMatch::new(p)).collect(),
+                allow: r.allow.clone(),
+                packs: r.packs.iter().map(|p| WildMatch::new(p)).collect(),
+            })
+            .collect();
+        Self { rules, default_open: config.rules.is_empty() }
+    }
+
+    /// Whether `identity` holds `permission`, on `pack` when the permission is
+    /// about one. Every decision is logged on the `audit` target.
+    pub fn check(&self, identity: &str, permission: Permission, pack: Option<&str>) -> Result<(), Denied> {
+        let allowed = if self.default_open {
+            matches!(permission, Permission::Execute | Permission::Read)
+        } else {
+            self.rules.iter().any(|r| {
+                r.allow.contains(&permission)
+                    && r.identities.iter().any(|m| m.matches(identity))
+                    && pack.is_none_or(|p| r.packs.iter().any(|m| m.matches(p)))
+            })
+        };
+        tracing::debug!(target: "audit", identity, %permission, pack, allowed, "authorization");
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied { identity: identity.to_owned(), permission, pack: pack.map(str::to_owned) })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authz(toml_text: &str) -> Authorizer {
+        let c: AuthzConfig = toml::from_str(toml_text).expect("valid authz");
+        Authorizer::new(&c)
+    }
+
+    #[test]
+    fn default_allows_execute_and_read_only() {
+        let a = authz("");
+        assert!(a.check("anyone", Permission::Execute, Some("p")).is_ok());
+        assert!(a.check("anyone", Permission::Read, None).is_ok());
+        assert!(a.check("anyone", Permission::Kill, Some("p")).is_err());
+        assert!(a.check("anyone", Permission::Dev, Some("p")).is_err());
+    }
+
+    #[test]
+    fn rules_match_identities_and_packs() {
+        let a = authz(
+            r#"
+            [[rules]]
+            identities = ["ops-*"]
+            allow = ["execute", "read", "kill"]
+            packs = ["cassandra-*"]
+            [[rules]]
+            identities = ["auditor"]
+            allow = ["read"]
+            "#,
+        );
+        assert!(a.check("ops-alice", Permission::Execute, Some("cassandra-disk")).is_ok());
+        assert!(a.check("ops-alice", Permission::Execute, Some("kafka")).is_err());
+        assert!(a.check("auditor", Permission::Read, None).is_ok());
+        let err = a.check("auditor", Permission::Execute, Some("kafka")).expect_err("denied");
+        assert_eq!(err.to_string(), "identity \"auditor\" may not execute pack \"kafka\"");
+        assert!(a.check("mallory", Permission::Read, None).is_err());
+    }
+}

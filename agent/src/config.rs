@@ -1,0 +1,336 @@
+//! The agent's configuration: one TOML file, every key optional with a
+//! documented default, command-line flags and `BOLT_*` variables on top.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::authz::AuthzConfig;
+
+/// Where the agent listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7443";
+/// Certificates: `agent.crt`, `agent.key`, `ca.crt`.
+pub const DEFAULT_TLS_DIR: &str = "/etc/bolt/tls";
+/// Packs laid out by hand or by an image: `<dir>/<pack>/pack.toml`.
+pub const DEFAULT_PACKS_DIR: &str = "/var/lib/bolt/packs";
+/// History, outputs, logs.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/bolt/data";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration, as the agent uses it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the gRPC listener (port 0 picks a free port).
+    pub listen: SocketAddr,
+    pub tls_dir: PathBuf,
+    pub packs_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub instance: InstanceConfig,
+    pub exec: ExecConfig,
+    pub limits: LimitsConfig,
+    pub packs: PacksConfig,
+    pub authz: AuthzConfig,
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| unreachable!()),
+            tls_dir: DEFAULT_TLS_DIR.into(),
+            packs_dir: DEFAULT_PACKS_DIR.into(),
+            data_dir: DEFAULT_DATA_DIR.into(),
+            instance: InstanceConfig::default(),
+            exec: ExecConfig::default(),
+            limits: LimitsConfig::default(),
+            packs: PacksConfig::default(),
+            authz: AuthzConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Labels of the instance the agent runs on, reported by GetAgentInfo and
+/// used by orchestrators to group instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    /// Defaults to the host name.
+    pub id: String,
+    pub app: String,
+    pub availability_zone: String,
+    pub region: String,
+    /// dev, test or prod.
+    pub stage: String,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            app: String::new(),
+            availability_zone: String::new(),
+            region: String::new(),
+            stage: "prod".into(),
+        }
+    }
+}
+
+/// How executions are run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecConfig {
+    /// Timeout of an action whose pack declares none.
+    #[serde(with = "humantime_serde")]
+    pub default_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL on kill and timeout.
+    #[serde(with = "humantime_serde")]
+    pub kill_grace: Duration,
+    /// Niceness of every action (0..=19).
+    pub nice: i32,
+    /// Output kept per execution; beyond it a truncation marker is written
+    /// and the rest is counted but dropped.
+    pub output_max: ByteSize,
+    /// Variables passed from the agent's environment to actions, beside the
+    /// fixed PATH, LANG and BOLT_* ones.
+    pub env_passthrough: Vec<String>,
+    /// PATH given to actions.
+    pub path: String,
+}
+
+impl Default for ExecConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout: Duration::from_secs(3600),
+            kill_grace: Duration::from_secs(10),
+            nice: 1,
+            output_max: ByteSize::mib(64),
+            env_passthrough: Vec::new(),
+            path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        }
+    }
+}
+
+/// Admission limits; beyond them a call gets RESOURCE_EXHAUSTED.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Executions PENDING or RUNNING at once.
+    pub max_running: usize,
+    /// Largest gRPC message the agent decodes.
+    pub max_message_bytes: ByteSize,
+    /// Largest single argument value.
+    pub max_arg_bytes: ByteSize,
+    /// All argument names and values of one call together.
+    pub max_args_bytes: ByteSize,
+    /// Longest idempotency key.
+    pub max_idempotency_key_bytes: usize,
+    /// Time a client has to finish its TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_running: 256,
+            max_message_bytes: ByteSize::mib(4),
+            max_arg_bytes: ByteSize::kib(64),
+            max_args_bytes: ByteSize::kib(256),
+            max_idempotency_key_bytes: 128,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Loading of the packs folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacksConfig {
+    /// How often the packs folder is scanned for changes.
+    #[serde(with = "humantime_serde")]
+    pub rescan_interval: Duration,
+}
+
+impl Default for PacksConfig {
+    fn default() -> Self {
+        Self { rescan_interval: Duration::from_secs(10) }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter such as "info" or "bolt_agent=debug"; `RUST_LOG` wins.
+    pub level: String,
+    /// "json" (one object per line) or "text".
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Json }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Values from the command line (or their `BOLT_*` variables) that win over
+/// the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub tls_dir: Option<PathBuf>,
+    pub packs_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads `path` if given (a missing file is an error only when named
+    /// explicitly), then applies the overrides and checks the result.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                Self::from_toml(&text).map_err(|e| match e {
+                    ConfigError::Parse { source, .. } => ConfigError::Parse { path: path.to_owned(), source },
+                    other => other,
+                })?
+            }
+            None => Self::default(),
+        };
+        if let Some(v) = overrides.listen {
+            config.listen = v;
+        }
+        if let Some(v) = overrides.tls_dir {
+            config.tls_dir = v;
+        }
+        if let Some(v) = overrides.packs_dir {
+            config.packs_dir = v;
+        }
+        if let Some(v) = overrides.data_dir {
+            config.data_dir = v;
+        }
+        if config.instance.id.is_empty() {
+            config.instance.id = crate::hostname();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)
+            .map_err(|source| ConfigError::Parse { path: PathBuf::new(), source: Box::new(source) })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if !(0..=19).contains(&self.exec.nice) {
+            problems.push(format!("exec.nice = {} is not in 0..=19", self.exec.nice));
+        }
+        if self.exec.default_timeout.is_zero() {
+            problems.push("exec.default_timeout must be more than 0".to_string());
+        }
+        if self.limits.max_running == 0 {
+            problems.push("limits.max_running must be at least 1".to_string());
+        }
+        if !["dev", "test", "prod"].contains(&self.instance.stage.as_str()) {
+            problems
+                .push(format!("instance.stage = {:?} is not one of dev, test, prod", self.instance.stage));
+        }
+        if let Err(e) = self.authz.validate() {
+            problems.push(e);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("").expect("defaults");
+        assert_eq!(c.listen.port(), 7443);
+        assert_eq!(c.exec.nice, 1);
+        assert_eq!(c.exec.output_max, ByteSize::mib(64));
+        assert_eq!(c.instance.stage, "prod");
+    }
+
+    #[test]
+    fn values_parse_with_units() {
+        let c = Config::from_toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            [exec]
+            default_timeout = "30m"
+            kill_grace = "2s"
+            output_max = "1MiB"
+            [instance]
+            app = "kafka"
+            availability_zone = "us-east-1a"
+            stage = "test"
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.exec.default_timeout, Duration::from_secs(1800));
+        assert_eq!(c.exec.kill_grace, Duration::from_secs(2));
+        assert_eq!(c.exec.output_max.as_u64(), 1 << 20);
+        assert_eq!(c.instance.app, "kafka");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = Config::from_toml("lissen = \"1.2.3.4:5\"").expect_err("unknown key");
+        assert!(err.to_string().contains("lissen"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported() {
+        let err = Config::from_toml("[exec]\nnice = 40\n[instance]\nstage = \"qa\"").expect_err("invalid");
+        let msg = err.to_string();
+        assert!(msg.contains("exec.nice") && msg.contains("instance.stage"), "{msg}");
+    }
+
+    #[test]
+    fn overrides_win() {
+        let o = Overrides {
+            listen: Some("127.0.0.1:1".parse().expect("addr")),
+            data_dir: Some("/tmp/x".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, o).expect("valid");
+        assert_eq!(c.listen.port(), 1);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert!(!c.instance.id.is_empty());
+    }
+}

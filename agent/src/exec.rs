@@ -1,0 +1,9 @@
+//! The agent's side of executions: admission, spawning detached supervisors,
+//! watching them end, kills, recovery after a restart and reading output.
+
+pub mod executor;
+pub mod layout;
+pub mod output;
+mod spawn;
+
+pub use executor::{ExecError, Executor, ExecutorConfig, StartRequest, Started};

@@ -1,0 +1,403 @@
+//! Admission, idempotency and the state transitions of executions. Each live
+//! execution has a watch channel carrying its current record: followers and
+//! GetExecution read it, the task that watches the supervisor writes it.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::{
+    layout::{self, unix_ms, ExecDir, ExitRecord, KillRequest, Layout, Outcome, PidFile, Spec},
+    spawn,
+};
+use crate::{
+    packs::{ArgError, ArgLimits, LoadedAction},
+    store::{Created, ExecRecord, ExecState, Store, StoreError},
+};
+
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    pub default_timeout: Duration,
+    pub kill_grace: Duration,
+    pub nice: i32,
+    pub output_max: u64,
+    pub max_running: usize,
+    pub arg_limits: ArgLimits,
+    /// PATH, LANG and the passed-through variables every action gets.
+    pub base_env: Vec<(String, String)>,
+    /// This binary, re-executed as `supervise`.
+    pub self_exe: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Args(#[from] ArgError),
+    #[error("{running} executions are running; the limit is {limit} (limits.max_running)")]
+    Busy { running: usize, limit: usize },
+    #[error("idempotency key {0:?} was already used for a different request")]
+    KeyReused(String),
+    #[error("no execution {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("execution folder: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// An Execute call, validated by the API layer.
+pub struct StartRequest {
+    pub action: Arc<LoadedAction>,
+    pub args: HashMap<String, String>,
+    pub caller: String,
+    pub idempotency_key: String,
+    pub timeout: Option<Duration>,
+}
+
+pub struct Started {
+    pub record: ExecRecord,
+    pub deduplicated: bool,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: ExecutorConfig,
+    store: Store,
+    layout: Layout,
+    live: Mutex<HashMap<String, watch::Sender<ExecRecord>>>,
+}
+
+impl Executor {
+    pub fn new(cfg: ExecutorConfig, store: Store, layout: Layout) -> Self {
+        Self { inner: Arc::new(Inner { cfg, store, layout, live: Mutex::new(HashMap::new()) }) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    pub fn running(&self) -> usize {
+        self.live().len()
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<ExecRecord>>> {
+        self.inner.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Validates, records (PENDING) and launches; returns without waiting
+    /// for the action.
+    pub async fn start(&self, req: StartRequest) -> Result<Started, ExecError> {
+        let bound = req.action.bind(&req.args, self.inner.cfg.arg_limits)?;
+        let timeout = req.action.timeout(req.timeout, self.inner.cfg.default_timeout);
+        let request_hash = request_hash(&req, timeout);
+        let running = self.running();
+        if running >= self.inner.cfg.max_running {
+            return Err(ExecError::Busy { running, limit: self.inner.cfg.max_running });
+        }
+        let record = ExecRecord {
+            id: uuid::Uuid::now_v7().to_string(),
+            pack: req.action.pack.clone(),
+            action: req.action.spec.name.clone(),
+            pack_version: req.action.pack_version.clone(),
+            state: ExecState::Pending,
+            args: bound.accepted.clone(),
+            caller: req.caller.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            request_hash,
+            timeout_ms: timeout.as_millis() as u64,
+            created_at_ms: unix_ms(SystemTime::now()),
+            ..Default::default()
+        };
+        // Registered before the record is written so that a concurrent retry
+        // that finds the record also finds it live.
+        let (tx, _) = watch::channel(record.clone());
+        self.live().insert(record.id.clone(), tx);
+        match self.inner.store.create(record.clone()).await {
+            Ok(Created::New) => {}
+            Ok(Created::Existing(existing)) => {
+                self.live().remove(&record.id);
+                if existing.request_hash != record.request_hash {
+                    return Err(ExecError::KeyReused(record.idempotency_key));
+                }
+                let current = self.get(&existing.id)?.unwrap_or(*existing);
+                return Ok(Started { record: current, deduplicated: true });
+            }
+            Err(e) => {
+                self.live().remove(&record.id);
+                return Err(e.into());
+            }
+        }
+        let mut env = self.inner.cfg.base_env.clone();
+        env.extend([
+            ("BOLT_EXECUTION_ID".to_owned(), record.id.clone()),
+            ("BOLT_PACK".to_owned(), record.pack.clone()),
+            ("BOLT_PACK_VERSION".to_owned(), record.pack_version.clone()),
+            ("BOLT_ACTION".to_owned(), record.action.clone()),
+        ]);
+        env.extend(bound.env);
+        let mut argv = vec![req.action.entrypoint.to_string_lossy().into_owned()];
+        argv.extend(bound.argv);
+        let spec = Spec {
+            execution_id: record.id.clone(),
+            argv,
+            env,
+            cwd: req.action.pack_dir.clone(),
+            timeout_ms: record.timeout_ms,
+            kill_grace_ms: self.inner.cfg.kill_grace.as_millis() as u64,
+            output_max: self.inner.cfg.output_max,
+            nice: self.inner.cfg.nice,
+        };
+        let span = tracing::info_span!("execution", id = %record.id, caller = %record.caller, pack = %record.pack, action = %record.action);
+        tracing::info!(target: "audit", parent: &span, args = ?record.args, timeout_ms = record.timeout_ms, "execute");
+        let this = self.clone();
+        let id = record.id.clone();
+        tokio::spawn(async move { this.launch(id, spec).await }.instrument(span));
+        Ok(Started { record, deduplicated: false })
+    }
+
+    async fn launch(&self, id: String, spec: Spec) {
+        let dir = match self.prepare(&id, &spec) {
+            Ok(d) => d,
+            Err(e) => return self.fail(&id, format!("cannot prepare the execution folder: {e}")).await,
+        };
+        let pid = match spawn::spawn_supervisor(&self.inner.cfg.self_exe, &dir).await {
+            Ok(p) => p,
+            Err(e) => return self.fail(&id, e.to_string()).await,
+        };
+        let Some(mut rec) = self.current(&id) else { return };
+        rec.state = ExecState::Running;
+        rec.started_at_ms = Some(unix_ms(SystemTime::now()));
+        rec.supervisor_pid = pid.pid as u32;
+        self.publish(&rec);
+        if let Err(e) = self.inner.store.put(rec).await {
+            tracing::error!(error = %e, "cannot record RUNNING");
+        }
+        tracing::debug!(supervisor = pid.pid, "running");
+        spawn::wait_for_exit(pid).await;
+        self.finalize(&id, &dir).await;
+    }
+
+    fn prepare(&self, id: &str, spec: &Spec) -> std::io::Result<ExecDir> {
+        let dir = self.inner.layout.create(id)?;
+        let bytes = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
+        layout::write_replace(&dir.path(layout::SPEC), &bytes, false)?;
+        Ok(dir)
+    }
+
+    async fn fail(&self, id: &str, error: String) {
+        tracing::error!(%error, "execution failed to start");
+        if let Some(mut rec) = self.current(id) {
+            rec.state = ExecState::Failed;
+            rec.error = error;
+            rec.ended_at_ms = Some(unix_ms(SystemTime::now()));
+            self.end(rec).await;
+        }
+    }
+
+    /// Reads `exit.json` (or its absence) into the final record.
+    async fn finalize(&self, id: &str, dir: &ExecDir) {
+        let Some(mut rec) = self.current(id) else { return };
+        apply_exit(&mut rec, dir.read_exit());
+        tracing::info!(state = rec.state.as_str(), exit_code = rec.exit_code, signal = rec.signal, "ended");
+        self.end(rec).await;
+    }
+
+    async fn end(&self, rec: ExecRecord) {
+        let id = rec.id.clone();
+        if let Err(e) = self.inner.store.put(rec.clone()).await {
+            tracing::error!(error = %e, "cannot record the end of the execution");
+        }
+        // Published after the write, so a follower that sees the end can
+        // also read it from the history.
+        self.publish(&rec);
+        self.live().remove(&id);
+    }
+
+    fn publish(&self, rec: &ExecRecord) {
+        if let Some(tx) = self.live().get(&rec.id) {
+            tx.send_replace(rec.clone());
+        }
+    }
+
+    fn current(&self, id: &str) -> Option<ExecRecord> {
+        self.live().get(id).map(|tx| tx.borrow().clone())
+    }
+
+    /// The live record if the execution is live, else the stored one.
+    pub fn get(&self, id: &str) -> Result<Option<ExecRecord>, ExecError> {
+        if let Some(rec) = self.current(id) {
+            return Ok(Some(rec));
+        }
+        Ok(self.inner.store.get(id)?)
+    }
+
+    /// Changes of a live execution's record; None once it has ended.
+    pub fn subscribe(&self, id: &str) -> Option<watch::Receiver<ExecRecord>> {
+        self.live().get(id).map(watch::Sender::subscribe)
+    }
+
+    /// Asks the supervisor to end the action. Returns the record as it was.
+    pub async fn kill(&self, id: &str, grace: Option<Duration>, by: &str) -> Result<ExecRecord, ExecError> {
+        let Some(mut rx) = self.subscribe(id) else {
+            return self.get(id)?.ok_or_else(|| ExecError::NotFound(id.to_owned()));
+        };
+        // A kill that races the launch waits for the supervisor to exist.
+        let rec = match tokio::time::timeout(
+            Duration::from_secs(10),
+            rx.wait_for(|r| r.state != ExecState::Pending),
+        )
+        .await
+        {
+            Ok(Ok(r)) => r.clone(),
+            _ => return self.get(id)?.ok_or_else(|| ExecError::NotFound(id.to_owned())),
+        };
+        if rec.state.is_terminal() {
+            return Ok(rec);
+        }
+        let dir = self.inner.layout.dir(id);
+        let req = KillRequest {
+            grace_ms: grace.unwrap_or(self.inner.cfg.kill_grace).as_millis() as u64,
+            by: by.to_owned(),
+        };
+        layout::write_replace(&dir.path(layout::KILL), &serde_json::to_vec(&req).unwrap_or_default(), false)?;
+        if let Some(pid) = dir.supervisor().filter(PidFile::is_alive) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid.pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        tracing::info!(target: "audit", id, by, grace_ms = req.grace_ms, "kill");
+        Ok(rec)
+    }
+
+    /// Reconciles the history with the execution folders after a start:
+    /// finished ones are recorded, running ones re-attached, the rest LOST.
+    pub async fn recover(&self) -> Result<(), ExecError> {
+        let active = self.inner.store.active()?;
+        let (mut attached, mut ended) = (0, 0);
+        for rec in active {
+            let dir = self.inner.layout.dir(&rec.id);
+            let span = tracing::info_span!("execution", id = %rec.id, caller = %rec.caller, pack = %rec.pack, action = %rec.action);
+            let supervisor = dir.supervisor().filter(PidFile::is_alive);
+            let (tx, _) = watch::channel(rec.clone());
+            self.live().insert(rec.id.clone(), tx);
+            match supervisor {
+                Some(pid) if !dir.has_exit() => {
+                    attached += 1;
+                    let this = self.clone();
+                    let id = rec.id.clone();
+                    tokio::spawn(
+                        async move {
+                            tracing::info!(supervisor = pid.pid, "re-attached");
+                            spawn::wait_for_exit(pid).await;
+                            this.finalize(&id, &this.inner.layout.dir(&id)).await;
+                        }
+                        .instrument(span),
+                    );
+                }
+                _ => {
+                    ended += 1;
+                    let _g = span.enter();
+                    let mut rec = rec;
+                    if dir.has_exit() {
+                        apply_exit(&mut rec, dir.read_exit());
+                    } else {
+                        apply_exit(&mut rec, None);
+                        if rec.supervisor_pid == 0 {
+                            rec.error = "the agent stopped before the action was started".into();
+                        }
+                    }
+                    tracing::info!(state = rec.state.as_str(), "recovered");
+                    drop(_g);
+                    self.end(rec).await;
+                }
+            }
+        }
+        let swept = self.sweep()?;
+        tracing::info!(attached, ended, swept, "recovered executions");
+        Ok(())
+    }
+
+    /// Removes folders that no record refers to (leftovers of a crash).
+    fn sweep(&self) -> Result<usize, ExecError> {
+        let mut n = 0;
+        for name in self.inner.layout.list()? {
+            let orphan = match name.strip_prefix('.') {
+                Some(_) => true,
+                None => !self.inner.store.contains(&name)?,
+            };
+            if orphan {
+                let path = self.inner.layout.root.join(&name);
+                let _ = std::fs::remove_dir_all(&path);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Turns the supervisor's exit record into the final state.
+fn apply_exit(rec: &mut ExecRecord, exit: Option<ExitRecord>) {
+    let Some(exit) = exit else {
+        rec.state = ExecState::Lost;
+        rec.error = "the supervisor ended without recording an outcome".into();
+        rec.ended_at_ms = Some(unix_ms(SystemTime::now()));
+        return;
+    };
+    rec.state = match exit.outcome {
+        Outcome::Exited if exit.exit_code == Some(0) => ExecState::Succeeded,
+        Outcome::Exited => ExecState::Failed,
+        Outcome::Killed => ExecState::Killed,
+        Outcome::TimedOut => ExecState::TimedOut,
+        Outcome::StartFailed => ExecState::Failed,
+    };
+    rec.exit_code = exit.exit_code;
+    rec.signal = exit.signal;
+    if let Some(e) = exit.error {
+        rec.error = e;
+    }
+    if let Some(by) = exit.killed_by {
+        rec.killed_by = by;
+    }
+    rec.started_at_ms.get_or_insert(exit.started_at_ms);
+    rec.ended_at_ms = Some(exit.ended_at_ms);
+    rec.cpu_time_us = exit.cpu_time_us;
+    rec.peak_rss_bytes = exit.peak_rss_bytes;
+    rec.stdout_bytes = exit.stdout_bytes;
+    rec.stderr_bytes = exit.stderr_bytes;
+    rec.truncated = exit.truncated;
+}
+
+/// What the caller asked for: pack, action, arguments as given, timeout.
+fn request_hash(req: &StartRequest, timeout: Duration) -> String {
+    let mut args: Vec<_> = req.args.iter().collect();
+    args.sort();
+    let mut h = Sha256::new();
+    for part in [req.action.pack.as_str(), req.action.spec.name.as_str()] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    for (k, v) in args {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.update(timeout.as_millis().to_le_bytes());
+    hex::encode(&h.finalize()[..16])
+}

@@ -1,0 +1,322 @@
+//! Reading an execution's `output.log` from any logical offset, and
+//! following it while the execution runs. Never talks to the supervisor:
+//! the file and the execution's record are the whole truth.
+
+use std::{
+    fs::File,
+    io::{self, ErrorKind},
+    os::unix::fs::FileExt,
+    path::Path,
+    time::Duration,
+};
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::{
+    layout::{RecordHeader, OUTPUT, OUTPUT_MAGIC},
+    Executor,
+};
+use crate::store::ExecRecord;
+
+/// Largest chunk handed out; records are at most the supervisor's buffer.
+const MAX_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub stream: u8,
+    /// Logical offset of `data[0]`.
+    pub offset: u64,
+    pub time_ms: u64,
+    pub data: Vec<u8>,
+}
+
+/// A cursor over the records of one output file. A record the supervisor
+/// is still writing is left for the next call.
+pub struct OutputReader {
+    file: File,
+    /// File position of the next record header.
+    pos: u64,
+    /// Logical offset of the first payload byte at `pos`.
+    logical: u64,
+    /// Payload bytes of the next record to skip (a start inside a record).
+    skip: u64,
+}
+
+impl OutputReader {
+    /// Opens the file and moves to logical offset `from` (or its end, if the
+    /// output is shorter so far).
+    pub fn open(path: &Path, from: u64) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let mut magic = [0u8; 8];
+        match file.read_exact_at(&mut magic, 0) {
+            Ok(()) if &magic == OUTPUT_MAGIC => {}
+            Ok(()) => return Err(io::Error::new(ErrorKind::InvalidData, "not a Bolt output file")),
+            // The supervisor has not written the magic yet.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                return Ok(Self { file, pos: 0, logical: 0, skip: from })
+            }
+            Err(e) => return Err(e),
+        }
+        let mut r = Self { file, pos: 8, logical: 0, skip: 0 };
+        r.seek(from)?;
+        Ok(r)
+    }
+
+    fn seek(&mut self, target: u64) -> io::Result<()> {
+        while self.logical < target {
+            let Some(h) = self.header()? else { break };
+            let len = u64::from(h.len);
+            if self.logical + len > target {
+                break;
+            }
+            if !self.complete(len)? {
+                break;
+            }
+            self.pos += RecordHeader::SIZE as u64 + len;
+            self.logical += len;
+        }
+        self.skip = target.saturating_sub(self.logical);
+        Ok(())
+    }
+
+    fn header(&self) -> io::Result<Option<RecordHeader>> {
+        if self.pos == 0 {
+            return Ok(None);
+        }
+        let mut b = [0u8; RecordHeader::SIZE];
+        match self.file.read_exact_at(&mut b, self.pos) {
+            Ok(()) => RecordHeader::decode(&b).map(Some).ok_or_else(|| {
+                io::Error::new(ErrorKind::InvalidData, format!("bad record header at byte {}", self.pos))
+            }),
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the record at `pos` with payload `len` is fully written.
+    fn complete(&self, len: u64) -> io::Result<bool> {
+        Ok(self.file.metadata()?.len() >= self.pos + RecordHeader::SIZE as u64 + len)
+    }
+
+    /// The next chunk, or None at the current end of the file.
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        if self.pos == 0 {
+            // Reopened lazily: the magic may be there by now.
+            let mut magic = [0u8; 8];
+            if self.file.read_exact_at(&mut magic, 0).is_err() {
+                return Ok(None);
+            }
+            self.pos = 8;
+            let skip = self.skip;
+            self.skip = 0;
+            self.seek(skip)?;
+        }
+        loop {
+            let Some(h) = self.header()? else { return Ok(None) };
+            let len = u64::from(h.len);
+            if !self.complete(len)? {
+                return Ok(None);
+            }
+            let start = self.skip.min(len);
+            let take = (len - start).min(MAX_CHUNK as u64);
+            let mut data = vec![0u8; take as usize];
+            self.file.read_exact_at(&mut data, self.pos + RecordHeader::SIZE as u64 + start)?;
+            let offset = self.logical + start;
+            if start + take == len {
+                self.pos += RecordHeader::SIZE as u64 + len;
+                self.logical += len;
+                self.skip = 0;
+            } else {
+                self.skip = start + take;
+            }
+            if data.is_empty() {
+                continue;
+            }
+            return Ok(Some(Chunk { stream: h.stream, offset, time_ms: h.time_ms, data }));
+        }
+    }
+}
+
+/// What a StreamOutput call yields.
+#[derive(Debug)]
+pub enum Item {
+    Chunk(Chunk),
+    /// The execution is over and all of its output was sent.
+    End(Box<ExecRecord>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("no execution {0:?}")]
+    NotFound(String),
+    #[error("cannot read the output of {id}: {source}")]
+    Io { id: String, source: io::Error },
+    #[error(transparent)]
+    Exec(#[from] super::ExecError),
+    #[error("the agent is shutting down; reconnect and resume from offset {offset}")]
+    ShuttingDown { offset: u64 },
+}
+
+/// Streams output from `offset`; with `follow`, until the execution ends.
+/// The receiver gets items in order; dropping it stops the reader task.
+pub fn stream(
+    executor: &Executor,
+    id: &str,
+    offset: u64,
+    follow: bool,
+    shutdown: watch::Receiver<bool>,
+) -> Result<mpsc::Receiver<Result<Item, FollowError>>, FollowError> {
+    if executor.get(id)?.is_none() {
+        return Err(FollowError::NotFound(id.to_owned()));
+    }
+    let (tx, rx) = mpsc::channel(16);
+    let executor = executor.clone();
+    let id = id.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = pump(&executor, &id, offset, follow, &tx, shutdown).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    Ok(rx)
+}
+
+async fn pump(
+    executor: &Executor,
+    id: &str,
+    offset: u64,
+    follow: bool,
+    tx: &mpsc::Sender<Result<Item, FollowError>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), FollowError> {
+    let dir = executor.layout().dir(id);
+    let path = dir.path(OUTPUT);
+    let io_err = |source| FollowError::Io { id: id.to_owned(), source };
+    let mut live = executor.subscribe(id);
+    let mut changes = if follow && live.is_some() { watch_dir(&dir.0) } else { None };
+    let mut reader: Option<OutputReader> = None;
+    let mut next = offset;
+    loop {
+        // Whether it had ended before this pass: then this pass reads all.
+        let ended = live.as_ref().is_none_or(|rx| rx.borrow().state.is_terminal());
+        if reader.is_none() {
+            match OutputReader::open(&path, offset) {
+                Ok(r) => reader = Some(r),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        if let Some(r) = reader.as_mut() {
+            while let Some(chunk) = r.next_chunk().map_err(io_err)? {
+                next = chunk.offset + chunk.data.len() as u64;
+                if tx.send(Ok(Item::Chunk(chunk))).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        if ended {
+            let rec = executor.get(id)?.ok_or_else(|| FollowError::NotFound(id.to_owned()))?;
+            let _ = tx.send(Ok(Item::End(Box::new(rec)))).await;
+            return Ok(());
+        }
+        if !follow {
+            return Ok(());
+        }
+        let poll_every = Duration::from_millis(if changes.is_some() { 1000 } else { 100 });
+        let rx = live.as_mut().map(|rx| rx.changed());
+        tokio::select! {
+            _ = async { match changes.as_mut() { Some(s) => { s.next().await; } None => std::future::pending().await } } => {}
+            r = async { match rx { Some(f) => f.await, None => std::future::pending().await } } => {
+                if r.is_err() { live = None; }
+            }
+            _ = tokio::time::sleep(poll_every) => {}
+            _ = tx.closed() => return Ok(()),
+            () = crate::app::stopped(&mut shutdown) => return Err(FollowError::ShuttingDown { offset: next }),
+        }
+    }
+}
+
+type Events = inotify::EventStream<Vec<u8>>;
+
+/// Wakes the follower when the supervisor writes; None where inotify is
+/// unavailable (then the follower polls).
+fn watch_dir(dir: &Path) -> Option<Events> {
+    let inotify = inotify::Inotify::init().ok()?;
+    inotify
+        .watches()
+        .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::MOVED_TO | inotify::WatchMask::CLOSE_WRITE)
+        .ok()?;
+    inotify.into_event_stream(vec![0u8; 4096]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::layout::{STREAM_STDERR, STREAM_STDOUT};
+    use std::io::Write;
+
+    fn write_log(path: &Path, records: &[(u8, &[u8])]) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("open");
+        if f.metadata().expect("meta").len() == 0 {
+            f.write_all(OUTPUT_MAGIC).expect("magic");
+        }
+        for (s, d) in records {
+            let h = RecordHeader { stream: *s, len: d.len() as u32, time_ms: 7 };
+            f.write_all(&h.encode()).expect("header");
+            f.write_all(d).expect("data");
+        }
+    }
+
+    fn all(r: &mut OutputReader) -> Vec<Chunk> {
+        let mut v = Vec::new();
+        while let Some(c) = r.next_chunk().expect("read") {
+            v.push(c);
+        }
+        v
+    }
+
+    #[test]
+    fn reads_from_any_offset() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("output.log");
+        write_log(&p, &[(STREAM_STDOUT, b"hello "), (STREAM_STDERR, b"oops"), (STREAM_STDOUT, b"world")]);
+        let c = all(&mut OutputReader::open(&p, 0).expect("open"));
+        assert_eq!(
+            c.iter().map(|c| (c.stream, c.offset, c.data.as_slice())).collect::<Vec<_>>(),
+            [(STREAM_STDOUT, 0, &b"hello "[..]), (STREAM_STDERR, 6, b"oops"), (STREAM_STDOUT, 10, b"world")]
+        );
+        let c = all(&mut OutputReader::open(&p, 8).expect("open"));
+        assert_eq!((c[0].offset, c[0].data.as_slice()), (8, &b"ps"[..]));
+        assert_eq!(c.len(), 2);
+        assert!(all(&mut OutputReader::open(&p, 15).expect("open")).is_empty());
+        assert!(all(&mut OutputReader::open(&p, 99).expect("open")).is_empty());
+    }
+
+    #[test]
+    fn a_half_written_record_waits() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("output.log");
+        write_log(&p, &[(STREAM_STDOUT, b"one")]);
+        let mut f = std::fs::OpenOptions::new().append(true).open(&p).expect("open");
+        let h = RecordHeader { stream: STREAM_STDOUT, len: 3, time_ms: 1 };
+        f.write_all(&h.encode()).expect("header");
+        f.write_all(b"t").expect("partial");
+        let mut r = OutputReader::open(&p, 0).expect("open");
+        assert_eq!(all(&mut r).len(), 1);
+        f.write_all(b"wo").expect("rest");
+        let c = all(&mut r);
+        assert_eq!((c[0].offset, c[0].data.as_slice()), (3, &b"two"[..]));
+    }
+
+    #[test]
+    fn an_empty_file_is_read_later() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("output.log");
+        std::fs::write(&p, b"").expect("create");
+        let mut r = OutputReader::open(&p, 2).expect("open");
+        assert!(r.next_chunk().expect("read").is_none());
+        write_log(&p, &[(STREAM_STDOUT, b"abcd")]);
+        let c = all(&mut r);
+        assert_eq!((c[0].offset, c[0].data.as_slice()), (2, &b"cd"[..]));
+    }
+}

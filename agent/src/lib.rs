@@ -1,0 +1,35 @@
+//! Bolt agent: exposes whitelisted actions on an instance as gRPC calls over
+//! mutual TLS, runs them under detached supervisors and keeps their history.
+//!
+//! Modules, each with one job:
+//! - [`config`]: the TOML configuration and its defaults;
+//! - [`tls`]: the mTLS listener and the caller's identity;
+//! - [`certs`]: `bolt-agent certs` (a development CA and certificates);
+//! - [`api`]: the gRPC services (tonic only lives here);
+//! - [`authz`]: which identity may do what;
+//! - [`packs`]: pack manifests, parameters and the loaded packs;
+//! - [`exec`]: executions from the agent's side (start, watch, kill, recover, output);
+//! - [`supervisor`]: the tiny detached process beside each running action;
+//! - [`store`]: the history in redb;
+//! - [`procfs`]: facts read from /proc;
+//! - [`telemetry`]: structured logs.
+
+pub mod api;
+pub mod app;
+pub mod authz;
+pub mod certs;
+pub mod config;
+pub mod exec;
+pub mod packs;
+pub mod procfs;
+pub mod store;
+pub mod supervisor;
+pub mod telemetry;
+pub mod tls;
+
+pub use app::{App, AppError};
+
+/// This host's name, or an empty string.
+pub fn hostname() -> String {
+    hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+}

@@ -1,0 +1,126 @@
+//! `bolt-agent`: the command line. The only place an error becomes an exit
+//! code.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+
+use bolt_agent::{
+    certs,
+    config::{Config, Overrides},
+    App,
+};
+
+#[derive(Parser)]
+#[command(name = "bolt-agent", version, about = "Bolt: whitelisted actions on this instance over mTLS gRPC")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (flags win over the config file).
+    Run {
+        #[arg(long, env = "BOLT_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "BOLT_LISTEN")]
+        listen: Option<SocketAddr>,
+        #[arg(long, env = "BOLT_TLS_DIR")]
+        tls_dir: Option<PathBuf>,
+        #[arg(long, env = "BOLT_PACKS_DIR")]
+        packs_dir: Option<PathBuf>,
+        #[arg(long, env = "BOLT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Development certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Run one execution's supervisor (started by the agent itself).
+    #[command(hide = true)]
+    Supervise { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a dev CA, an agent and a client certificate into DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Extra agent names or addresses (repeatable).
+        #[arg(long = "san")]
+        sans: Vec<String>,
+        /// Replace an existing set.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue another client certificate, NAME.crt and NAME.key, from DIR's CA.
+    Issue {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// Validity in days; negative for an already expired one.
+        #[arg(long, default_value_t = 365, allow_negative_numbers = true)]
+        days: i64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        // Before anything else: the supervisor forks and must be single-threaded.
+        Command::Supervise { dir } => return bolt_agent::supervisor::main(&dir),
+        Command::Run { config, listen, tls_dir, packs_dir, data_dir } => {
+            run(config, Overrides { listen, tls_dir, packs_dir, data_dir })
+        }
+        Command::Certs { command: CertsCommand::Init { dir, sans, force } } => {
+            certs::init(&dir, &sans, force).map(print_files).map_err(Into::into)
+        }
+        Command::Certs { command: CertsCommand::Issue { dir, name, days } } => {
+            certs::issue(&dir, &name, days).map(print_files).map_err(Into::into)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bolt-agent: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_files(files: Vec<PathBuf>) {
+    for f in files {
+        println!("{}", f.display());
+    }
+}
+
+fn run(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+    let config = Config::load(config.as_deref(), overrides)?;
+    bolt_agent::telemetry::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let result = App::new(config).run(shutdown_signal()).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "agent failed");
+        }
+        result
+    })?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}

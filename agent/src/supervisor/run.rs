@@ -1,0 +1,353 @@
+//! The supervisor's single-threaded loop: poll on the action's two pipes and
+//! a signalfd, with the timeout and kill escalation as poll deadlines.
+
+use std::{
+    fs,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::process::CommandExt,
+    },
+    process::{Command, Stdio},
+    time::{Duration, Instant, SystemTime},
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{fcntl, FcntlArg, OFlag},
+    poll::{poll, PollFd, PollFlags, PollTimeout},
+    sys::{
+        prctl,
+        resource::{getrusage, UsageWho},
+        signal::{kill, killpg, SigSet, Signal},
+        signalfd::{SfdFlags, SignalFd},
+        wait::{waitpid, WaitPidFlag, WaitStatus},
+    },
+    unistd::{getpid, pipe2, read, Pid},
+};
+
+use super::output::OutputWriter;
+use crate::exec::layout::{
+    unix_ms, write_json, ExecDir, ExitRecord, KillRequest, Outcome, PidFile, Spec, CHILD_PID, EXIT, KILL,
+    OUTPUT, STREAM_STDERR, STREAM_STDOUT,
+};
+
+/// How long output is drained after every process of the action is gone.
+const DRAIN: Duration = Duration::from_secs(2);
+/// Poll period while waiting for leftover processes to die.
+const TICK: Duration = Duration::from_millis(50);
+const BUF: usize = 64 * 1024;
+
+pub fn supervise(dir: &ExecDir) -> u8 {
+    let started = SystemTime::now();
+    let spec = match dir.read_spec() {
+        Ok(s) => s,
+        Err(e) => return fail_start(dir, started, format!("cannot read spec.json: {e}")),
+    };
+    let _ = prctl::set_child_subreaper(true);
+    if spec.nice != 0 {
+        let _ = rustix::process::setpriority_process(None, spec.nice);
+    }
+    let mut out = match OutputWriter::create(&dir.path(OUTPUT), spec.output_max) {
+        Ok(o) => o,
+        Err(e) => return fail_start(dir, started, format!("cannot create output.log: {e}")),
+    };
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        return fail_start(dir, started, format!("cannot block signals: {e}"));
+    }
+    let sfd = match SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        Ok(s) => s,
+        Err(e) => return fail_start(dir, started, format!("signalfd: {e}")),
+    };
+    let (child, pipes) = match spawn(&spec) {
+        Ok(c) => c,
+        Err(e) => {
+            out.notice(&format!(
+                "[bolt] cannot start {}: {e}\n",
+                spec.argv.first().map_or("", String::as_str)
+            ));
+            return fail_start(dir, started, format!("cannot start the action: {e}"));
+        }
+    };
+    if let Some(p) = PidFile::of(child.as_raw()) {
+        let _ = p.write(&dir.path(CHILD_PID));
+    }
+    let mut sup = Supervisor {
+        dir,
+        spec: &spec,
+        out,
+        pipes: pipes.map(Some),
+        child,
+        status: None,
+        outcome: Outcome::Exited,
+        killed_by: None,
+        kill_at: None,
+        deadline: Instant::now() + Duration::from_millis(spec.timeout_ms),
+        drain_until: None,
+    };
+    sup.run(&sfd);
+    sup.finish(started)
+}
+
+fn spawn(spec: &Spec) -> std::io::Result<(Pid, [OwnedFd; 2])> {
+    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
+    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
+    for fd in [&out_r, &err_r] {
+        fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    }
+    // A bigger pipe means fewer wake-ups for chatty actions; best effort.
+    let _ = fcntl(out_w.as_fd(), FcntlArg::F_SETPIPE_SZ(1 << 20));
+    let program = spec.argv.first().ok_or_else(|| std::io::Error::other("empty argv"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&spec.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .process_group(0);
+    // SAFETY: only async-signal-safe calls between fork and exec: the
+    // supervisor blocks signals for its signalfd, and the action must start
+    // with none blocked or SIGTERM could never reach it.
+    unsafe {
+        cmd.pre_exec(|| {
+            SigSet::empty().thread_set_mask().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    // Dropping the command closes our copies of the write ends, so EOF on
+    // the pipes means every process of the action has closed them.
+    drop(cmd);
+    Ok((Pid::from_raw(child.id() as i32), [out_r, err_r]))
+}
+
+fn fail_start(dir: &ExecDir, started: SystemTime, error: String) -> u8 {
+    let rec = ExitRecord {
+        outcome: Outcome::StartFailed,
+        exit_code: None,
+        signal: None,
+        error: Some(error),
+        killed_by: None,
+        started_at_ms: unix_ms(started),
+        ended_at_ms: unix_ms(SystemTime::now()),
+        cpu_time_us: 0,
+        peak_rss_bytes: 0,
+        stdout_bytes: 0,
+        stderr_bytes: 0,
+        truncated: false,
+    };
+    if write_json(&dir.path(EXIT), &rec).is_ok() {
+        0
+    } else {
+        74
+    }
+}
+
+struct Supervisor<'a> {
+    dir: &'a ExecDir,
+    spec: &'a Spec,
+    out: OutputWriter,
+    pipes: [Option<OwnedFd>; 2],
+    child: Pid,
+    status: Option<WaitStatus>,
+    outcome: Outcome,
+    killed_by: Option<String>,
+    /// When SIGKILL follows the SIGTERM already sent.
+    kill_at: Option<Instant>,
+    deadline: Instant,
+    /// Set once no process of the action is left.
+    drain_until: Option<Instant>,
+}
+
+impl Supervisor<'_> {
+    fn run(&mut self, sfd: &SignalFd) {
+        let mut buf = vec![0u8; BUF];
+        loop {
+            let now = Instant::now();
+            if self.kill_at.is_some_and(|t| now >= t) {
+                self.kill_tree(Signal::SIGKILL);
+                self.kill_at = None;
+            }
+            if self.status.is_none() && self.outcome == Outcome::Exited && now >= self.deadline {
+                self.outcome = Outcome::TimedOut;
+                let secs = self.spec.timeout_ms as f64 / 1000.0;
+                self.terminate(&format!("[bolt] timed out after {secs}s"));
+            }
+            if self.status.is_some() && self.drain_until.is_none() {
+                self.end_leftovers(now);
+            }
+            let pipes_open = self.pipes.iter().any(Option::is_some);
+            if self.drain_until.is_some_and(|t| !pipes_open || now >= t) {
+                return;
+            }
+            let wait = self.next_wakeup(now);
+            self.poll_once(sfd, wait, &mut buf);
+        }
+    }
+
+    /// After the first process exits: the rest of the tree goes too, at once,
+    /// or at the end of the grace period of a kill in progress.
+    fn end_leftovers(&mut self, now: Instant) {
+        let left = crate::procfs::descendants(getpid().as_raw());
+        if left.is_empty() {
+            self.kill_at = None;
+            self.drain_until = Some(now + DRAIN);
+        } else if self.kill_at.is_none() {
+            self.kill_tree(Signal::SIGKILL);
+        }
+    }
+
+    fn next_wakeup(&self, now: Instant) -> Duration {
+        let mut until: Vec<Instant> = Vec::new();
+        if self.status.is_none() && self.outcome == Outcome::Exited {
+            until.push(self.deadline);
+        }
+        if let Some(t) = self.kill_at {
+            until.push(t);
+        }
+        if let Some(t) = self.drain_until {
+            until.push(t);
+        }
+        if self.status.is_some() && self.drain_until.is_none() {
+            until.push(now + TICK);
+        }
+        until.into_iter().min().map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(now))
+    }
+
+    fn poll_once(&mut self, sfd: &SignalFd, wait: Duration, buf: &mut [u8]) {
+        let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let (ready_pipes, ready_sig) = {
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let mut slots = Vec::new();
+            for (i, p) in self.pipes.iter().enumerate() {
+                if let Some(fd) = p {
+                    fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+                    slots.push(i);
+                }
+            }
+            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+                Ok(0) | Err(Errno::EINTR) => return,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+            let sig = ready(&fds[0]);
+            let pipes: Vec<usize> =
+                slots.iter().zip(&fds[1..]).filter(|(_, f)| ready(f)).map(|(i, _)| *i).collect();
+            (pipes, sig)
+        };
+        for i in ready_pipes {
+            self.read_pipe(i, buf);
+        }
+        if ready_sig {
+            self.handle_signals(sfd);
+        }
+    }
+
+    fn read_pipe(&mut self, i: usize, buf: &mut [u8]) {
+        let Some(fd) = &self.pipes[i] else { return };
+        match read(fd, buf) {
+            Ok(0) => self.pipes[i] = None,
+            Ok(n) => {
+                let stream = if i == 0 { STREAM_STDOUT } else { STREAM_STDERR };
+                self.out.action_output(stream, &buf[..n]);
+            }
+            Err(Errno::EAGAIN | Errno::EINTR) => {}
+            Err(_) => self.pipes[i] = None,
+        }
+    }
+
+    fn handle_signals(&mut self, sfd: &SignalFd) {
+        while let Ok(Some(info)) = sfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => self.reap(),
+                Ok(Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT) => self.kill_requested(),
+                _ => {}
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => {
+                    if status.pid() == Some(self.child) {
+                        self.status = Some(status);
+                    }
+                }
+            }
+        }
+    }
+
+    fn kill_requested(&mut self) {
+        if self.status.is_some() || self.outcome != Outcome::Exited {
+            return;
+        }
+        let req: Option<KillRequest> = crate::exec::layout::read_json(&self.dir.path(KILL)).ok();
+        let grace = req.as_ref().map_or(self.spec.kill_grace_ms, |r| r.grace_ms);
+        let by = req.map_or_else(|| "a signal to the supervisor".to_owned(), |r| r.by);
+        self.outcome = Outcome::Killed;
+        self.killed_by = Some(by.clone());
+        self.kill_at = Some(Instant::now() + Duration::from_millis(grace));
+        self.out
+            .notice(&format!("[bolt] killed by {by}: SIGTERM sent, SIGKILL in {}s\n", grace as f64 / 1000.0));
+        self.kill_tree(Signal::SIGTERM);
+    }
+
+    fn terminate(&mut self, why: &str) {
+        let grace = Duration::from_millis(self.spec.kill_grace_ms);
+        self.out.notice(&format!("{why}: SIGTERM sent, SIGKILL in {}s\n", grace.as_secs_f64()));
+        self.kill_at = Some(Instant::now() + grace);
+        self.kill_tree(Signal::SIGTERM);
+    }
+
+    /// The action's process group, then every descendant of the supervisor
+    /// (as subreaper it inherits the ones that left the group or were orphaned).
+    fn kill_tree(&self, sig: Signal) {
+        let _ = killpg(self.child, sig);
+        for pid in crate::procfs::descendants(getpid().as_raw()) {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+    }
+
+    fn finish(mut self, started: SystemTime) -> u8 {
+        self.reap();
+        let (exit_code, signal) = match self.status {
+            Some(WaitStatus::Exited(_, code)) => (Some(code), None),
+            Some(WaitStatus::Signaled(_, sig, _)) => (None, Some(sig as i32)),
+            _ => (None, None),
+        };
+        let usage = getrusage(UsageWho::RUSAGE_CHILDREN).ok();
+        let cpu_time_us = usage.map_or(0, |u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as u64 * 1_000_000 + tv.tv_usec() as u64;
+            t(u.user_time()) + t(u.system_time())
+        });
+        let peak_rss_bytes = usage.map_or(0, |u| u.max_rss().max(0) as u64 * 1024);
+        self.out.sync();
+        let rec = ExitRecord {
+            outcome: self.outcome,
+            exit_code,
+            signal,
+            error: None,
+            killed_by: self.killed_by.clone(),
+            started_at_ms: unix_ms(started),
+            ended_at_ms: unix_ms(SystemTime::now()),
+            cpu_time_us,
+            peak_rss_bytes,
+            stdout_bytes: self.out.stdout_bytes,
+            stderr_bytes: self.out.stderr_bytes,
+            truncated: self.out.truncated,
+        };
+        let _ = fs::remove_file(self.dir.path(KILL));
+        match write_json(&self.dir.path(EXIT), &rec) {
+            Ok(()) => 0,
+            Err(_) => 74,
+        }
+    }
+}

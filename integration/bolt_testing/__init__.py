@@ -1,0 +1,161 @@
+"""Test harness shared by the integration suite and the client test suites.
+
+An :class:`Agent` owns one real ``bolt-agent`` process, its certificates, its
+packs and its data folder. Nothing here is mocked: the agent is the binary that
+``cargo build`` produced (``BOLT_AGENT_BIN`` overrides the path).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_PACKS = REPO / "integration" / "packs"
+EXAMPLE_PACKS = REPO / "examples" / "packs"
+
+__all__ = ["REPO", "TEST_PACKS", "EXAMPLE_PACKS", "Agent", "agent_bin", "make_certs"]
+
+
+def agent_bin() -> Path:
+    """Path of the bolt-agent binary under test."""
+    env = os.environ.get("BOLT_AGENT_BIN")
+    if env:
+        return Path(env)
+    for profile in ("debug", "release"):
+        p = REPO / "target" / profile / "bolt-agent"
+        if p.exists():
+            return p
+    raise RuntimeError("bolt-agent is not built: run `cargo build` or set BOLT_AGENT_BIN")
+
+
+def make_certs(directory: Path, *sans: str) -> Path:
+    """Create a dev CA, agent and client certificates with `bolt-agent certs init`."""
+    cmd = [str(agent_bin()), "certs", "init", "--dir", str(directory)]
+    for san in sans:
+        cmd += ["--san", san]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return directory
+
+
+class Agent:
+    """One real agent process on a loopback port chosen by the kernel.
+
+    The folder layout under ``root``: ``certs/`` (from ``certs init``),
+    ``packs/`` (copies of the packs asked for), ``data/`` (the data folder) and
+    ``agent.log`` (its stderr). The certificates survive :meth:`restart`, so
+    one client channel can be used across restarts once it reconnects.
+    """
+
+    def __init__(
+        self,
+        root: Path | None = None,
+        *,
+        packs: list[Path] | None = None,
+        config: str = "",
+        certs: Path | None = None,
+    ) -> None:
+        self.root = Path(root or tempfile.mkdtemp(prefix="bolt-agent-"))
+        self.certs = certs or make_certs(self.root / "certs")
+        self.packs_dir = self.root / "packs"
+        self.data_dir = self.root / "data"
+        self.config_path = self.root / "agent.toml"
+        self.log_path = self.root / "agent.log"
+        self.packs_dir.mkdir(parents=True, exist_ok=True)
+        for pack in packs if packs is not None else [TEST_PACKS / "bolt-test"]:
+            shutil.copytree(pack, self.packs_dir / pack.name, symlinks=True)
+        self.config_path.write_text(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.address = ""
+        self.port = 0
+
+    # --- process control -------------------------------------------------
+
+    def start(self, listen: str = "127.0.0.1:0", timeout: float = 20.0) -> "Agent":
+        addr_file = self.data_dir / "agent.addr"
+        if addr_file.exists():
+            addr_file.unlink()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                str(agent_bin()),
+                "run",
+                "--config", str(self.config_path),
+                "--listen", listen,
+                "--tls-dir", str(self.certs),
+                "--packs-dir", str(self.packs_dir),
+                "--data-dir", str(self.data_dir),
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log()}")
+            if addr_file.exists():
+                text = addr_file.read_text().strip()
+                if text:
+                    self.address = text
+                    self.port = int(text.rsplit(":", 1)[1])
+                    return self
+            time.sleep(0.02)
+        raise RuntimeError(f"agent did not start within {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Signal the agent and wait for it; returns its exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill9(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def restart(self, listen: str | None = None) -> "Agent":
+        self.stop()
+        return self.start(listen or f"127.0.0.1:{self.port}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-20000:]
+        except FileNotFoundError:
+            return ""
+
+    # --- client material ---------------------------------------------------
+
+    @property
+    def ca(self) -> Path:
+        return self.certs / "ca.crt"
+
+    @property
+    def client_cert(self) -> Path:
+        return self.certs / "client.crt"
+
+    @property
+    def client_key(self) -> Path:
+        return self.certs / "client.key"
+
+    def __enter__(self) -> "Agent":
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
