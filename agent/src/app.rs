@@ -13,6 +13,7 @@ use crate::{
     config::Config,
     exec::{layout, Executor, ExecutorConfig},
     packs::{ArgLimits, Registry},
+    shutdown::stopped,
     store::{Store, StoreError},
     tls::{serve_incoming, TlsError, TlsFiles},
 };
@@ -188,11 +189,6 @@ fn spawn_pack_rescan(registry: Arc<Registry>, every: Duration, mut stop: watch::
             }
         }
     });
-}
-
-/// Resolves once shutdown has started.
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
 }
 
 fn spawn_tls_reload(

@@ -12,6 +12,7 @@
 //! - [`supervisor`]: the tiny detached process beside each running action;
 //! - [`store`]: the history in redb;
 //! - [`procfs`]: facts read from /proc;
+//! - [`shutdown`]: the stop flag long-lived tasks watch;
 //! - [`telemetry`]: structured logs.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod exec;
 pub mod packs;
 pub mod procfs;
+pub mod shutdown;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

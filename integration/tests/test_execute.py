@@ -52,6 +52,12 @@ def test_arguments_arrive_verbatim_as_argv_and_env(stub):
     assert f"env:BOLT_EXECUTION_ID={eid}" in lines
     assert "env:BOLT_ARG_COLOR=blue" in lines and "env:BOLT_ARG_COUNT=3" in lines
     assert any(l.startswith("cwd:") and l.endswith("/bolt-test") for l in lines)
+    how = next(l for l in lines if l.startswith("pid:")).split()
+    pid, pgid, nice = (int(f.split(":")[1]) for f in how)
+    assert pgid == pid, "the action leads its own process group"
+    assert nice == 1, "actions run at niceness 1"
+    names = set(next(l for l in lines if l.startswith("envnames:"))[len("envnames:"):].split())
+    assert names <= {"PATH", "LANG", "HOME", "PWD", "SHLVL", "_", "OLDPWD"}, names
     assert dict(end.execution.args) == {"msg": hostile, "count": "3", "loud": "true", "color": "blue"}
 
 

@@ -231,7 +231,7 @@ async fn pump(
             }
             _ = tokio::time::sleep(poll_every) => {}
             _ = tx.closed() => return Ok(()),
-            () = crate::app::stopped(&mut shutdown) => return Err(FollowError::ShuttingDown { offset: next }),
+            () = crate::shutdown::stopped(&mut shutdown) => return Err(FollowError::ShuttingDown { offset: next }),
         }
     }
 }

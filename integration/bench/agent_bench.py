@@ -1,0 +1,161 @@
+"""`make bench`: the agent's speed and memory on this machine, as a table.
+
+Measures, against a real release-build agent over real mTLS:
+- Execute -> RUNNING latency (p50, p99) on a warm channel;
+- short-action throughput: a trivial action run to completion, 64 callers;
+- output throughput: 1 GiB of stdout written to disk and streamed to one follower;
+- agent RSS idle and with 100 running actions; supervisor PSS.
+Not a test: it prints numbers and the targets beside them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import conftest  # noqa: E402  (generates the stubs)
+import grpc  # noqa: E402
+from bolt.v1 import bolt_pb2 as pb  # noqa: E402
+from bolt.v1 import bolt_pb2_grpc  # noqa: E402
+
+from bolt_testing import Agent  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def smaps(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        k, v = line.split(":", 1)
+        out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def channel(a: Agent) -> grpc.aio.Channel:
+    creds = grpc.ssl_channel_credentials(a.ca.read_bytes(), a.client_key.read_bytes(), a.client_cert.read_bytes())
+    return grpc.aio.secure_channel(f"127.0.0.1:{a.port}", creds, options=[("grpc.ssl_target_name_override", "localhost")])
+
+
+def req(action: str, **args: object) -> pb.ExecuteRequest:
+    return pb.ExecuteRequest(pack="bolt-test", action=action, args={k: str(v) for k, v in args.items()})
+
+
+async def wait_end(stub: bolt_pb2_grpc.BoltStub, eid: str) -> pb.Execution:
+    async for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid, follow=True)):
+        if c.end:
+            return c.execution
+    raise RuntimeError("stream ended without a final state")
+
+
+async def latency(stub: bolt_pb2_grpc.BoltStub, n: int = 300) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        eid = (await stub.Execute(req("noop"))).execution_id
+        while (await stub.GetExecution(pb.GetExecutionRequest(execution_id=eid))).state == pb.STATE_PENDING:
+            pass
+        out.append((time.perf_counter() - t0) * 1000)
+        await wait_end(stub, eid)
+    return out
+
+
+async def throughput(stub: bolt_pb2_grpc.BoltStub, total: int = 3000, workers: int = 64) -> float:
+    left = total
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            eid = (await stub.Execute(req("noop"))).execution_id
+            e = await wait_end(stub, eid)
+            assert e.state == pb.STATE_SUCCEEDED, e
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return total / (time.perf_counter() - t0)
+
+
+async def output(stub: bolt_pb2_grpc.BoltStub, size: int) -> float:
+    t0 = time.perf_counter()
+    eid = (await stub.Execute(req("flood", bytes=size))).execution_id
+    got = 0
+    async for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid, follow=True)):
+        if c.stream == pb.STREAM_STDOUT:
+            got += len(c.data)
+        if c.end:
+            assert c.execution.state == pb.STATE_SUCCEEDED, c.execution
+    assert got == size, (got, size)
+    return size / MiB / (time.perf_counter() - t0)
+
+
+async def many_running(a: Agent, stub: bolt_pb2_grpc.BoltStub, n: int = 100) -> tuple[int, dict[str, int]]:
+    ids = [(await stub.Execute(req("sleep", ticks=60, interval="0.5"))).execution_id for _ in range(n)]
+    for eid in ids:
+        while (await stub.GetExecution(pb.GetExecutionRequest(execution_id=eid))).state != pb.STATE_RUNNING:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(1.0)
+    agent_rss = rss(a.proc.pid)
+    sup_pid = int((a.data_dir / "executions" / ids[0] / "supervisor.pid").read_text().split()[0])
+    sup = smaps(sup_pid)
+    for eid in ids:
+        await stub.Kill(pb.KillRequest(execution_id=eid))
+    for eid in ids:
+        await wait_end(stub, eid)
+    return agent_rss, sup
+
+
+async def main() -> None:
+    root = Path(tempfile.mkdtemp(prefix="bolt-bench-"))
+    a = Agent(root, config='[exec]\noutput_max = "2GiB"\nkill_grace = "1s"\n[log]\nlevel = "warn"\n').start()
+    try:
+        ch = channel(a)
+        stub = bolt_pb2_grpc.BoltStub(ch)
+        await stub.Health(pb.HealthRequest())
+        await asyncio.sleep(0.5)
+        idle = rss(a.proc.pid)
+        lat = await latency(stub)
+        tput = await throughput(stub)
+        size = int(os.environ.get("BOLT_BENCH_OUTPUT_BYTES", str(1024 * MiB)))
+        mbps = await output(stub, size)
+        busy, sup = await many_running(a, stub)
+        await ch.close()
+    finally:
+        a.stop()
+    lat.sort()
+    p50 = statistics.median(lat)
+    p99 = lat[int(len(lat) * 0.99) - 1]
+    rows = [
+        ("Execute -> RUNNING p50", f"{p50:.2f} ms", "<= 5 ms", p50 <= 5),
+        ("Execute -> RUNNING p99", f"{p99:.2f} ms", "", True),
+        ("short-action throughput", f"{tput:.0f} exec/s", ">= 300 exec/s", tput >= 300),
+        (f"output streamed ({size // MiB} MiB)", f"{mbps:.0f} MB/s", ">= 200 MB/s", mbps >= 200),
+        ("agent RSS idle", f"{idle / MiB:.1f} MiB", "<= 10 MiB", idle <= 10 * MiB),
+        ("agent RSS, 100 running", f"{busy / MiB:.1f} MiB", "<= 40 MiB", busy <= 40 * MiB),
+        ("supervisor PSS", f"{sup.get('Pss', 0) / 1024:.0f} KiB", "< 1 MiB", sup.get("Pss", 0) < MiB),
+        ("supervisor private", f"{(sup.get('Private_Clean', 0) + sup.get('Private_Dirty', 0)) / 1024:.0f} KiB", "< 1 MiB",
+         sup.get("Private_Clean", 0) + sup.get("Private_Dirty", 0) < MiB),
+    ]
+    w = max(len(r[0]) for r in rows)
+    print(f"\n{'measure'.ljust(w)}  {'result':>14}  {'target':>14}  ok")
+    print("-" * (w + 36))
+    for name, value, target, ok in rows:
+        print(f"{name.ljust(w)}  {value:>14}  {target:>14}  {'yes' if ok else 'NO'}")
+    print(f"\n(machine: {os.cpu_count()} cores; client: Python grpc.aio in one process on the same machine)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
