@@ -40,8 +40,32 @@ pub fn is_alive(pid: i32, starttime: u64) -> bool {
     stat(pid).is_some_and(|s| s.starttime == starttime && s.state != 'Z' && s.state != 'X')
 }
 
-/// Every live descendant of `root`, parents before children.
+/// Every live descendant of `root`, parents before children. Walks the
+/// kernel's per-thread `children` lists where it has them (cheap), else
+/// scans every process in /proc.
 pub fn descendants(root: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for task in tasks.flatten() {
+            match fs::read_to_string(task.path().join("children")) {
+                Ok(text) => {
+                    for kid in text.split_whitespace().filter_map(|k| k.parse::<i32>().ok()) {
+                        out.push(kid);
+                        queue.push(kid);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return descendants_by_scan(root),
+                Err(_) => {}
+            }
+        }
+    }
+    out.retain(|&pid| stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X'));
+    out
+}
+
+fn descendants_by_scan(root: i32) -> Vec<i32> {
     let Ok(dir) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -90,6 +114,29 @@ mod tests {
         let line = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 100";
         let s = parse_stat(line).expect("parses");
         assert_eq!((s.pid, s.state, s.ppid, s.pgrp, s.starttime), (1234, 'S', 1, 1234, 98765));
+    }
+
+    #[test]
+    fn finds_children_and_grandchildren() {
+        let mut child =
+            std::process::Command::new("sh").args(["-c", "sleep 5 & sleep 5 & wait"]).spawn().expect("spawn");
+        let me = std::process::id() as i32;
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = descendants(me);
+            if found.len() >= 3 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let by_scan = descendants_by_scan(me);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(found.len() >= 3, "{found:?}");
+        assert!(found.contains(&(child.id() as i32)));
+        for p in &found {
+            assert!(by_scan.contains(p), "{p} missing from the scan {by_scan:?}");
+        }
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Executor {
             Ok(d) => d,
             Err(e) => return self.fail(&id, format!("cannot prepare the execution folder: {e}")).await,
         };
-        let pid = match spawn::spawn_supervisor(&self.inner.cfg.self_exe, &dir).await {
+        let (pid, mut child) = match spawn::spawn_supervisor(&self.inner.cfg.self_exe, &dir) {
             Ok(p) => p,
             Err(e) => return self.fail(&id, e.to_string()).await,
         };
@@ -188,7 +188,7 @@ impl Executor {
             tracing::error!(error = %e, "cannot record RUNNING");
         }
         tracing::debug!(supervisor = pid.pid, "running");
-        spawn::wait_for_exit(pid).await;
+        let _ = child.wait().await;
         self.finalize(&id, &dir).await;
     }
 

@@ -20,7 +20,7 @@ use nix::{
         resource::{getrusage, UsageWho},
         signal::{kill, killpg, SigSet, Signal},
         signalfd::{SfdFlags, SignalFd},
-        wait::{waitpid, WaitPidFlag, WaitStatus},
+        wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus},
     },
     unistd::{getpid, pipe2, read, Pid},
 };
@@ -126,6 +126,11 @@ fn spawn(spec: &Spec) -> std::io::Result<(Pid, [OwnedFd; 2])> {
     Ok((Pid::from_raw(child.id() as i32), [out_r, err_r]))
 }
 
+fn has_children() -> bool {
+    let flags = WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT | WaitPidFlag::WEXITED;
+    !matches!(waitid(Id::All, flags), Err(Errno::ECHILD))
+}
+
 fn fail_start(dir: &ExecDir, started: SystemTime, error: String) -> u8 {
     let rec = ExitRecord {
         outcome: Outcome::StartFailed,
@@ -193,8 +198,9 @@ impl Supervisor<'_> {
     /// After the first process exits: the rest of the tree goes too, at once,
     /// or at the end of the grace period of a kill in progress.
     fn end_leftovers(&mut self, now: Instant) {
-        let left = crate::procfs::descendants(getpid().as_raw());
-        if left.is_empty() {
+        // As subreaper, every live descendant is a child or below one: no
+        // child means no process left, and needs no scan of /proc.
+        if !has_children() || crate::procfs::descendants(getpid().as_raw()).is_empty() {
             self.kill_at = None;
             self.drain_until = Some(now + DRAIN);
         } else if self.kill_at.is_none() {
