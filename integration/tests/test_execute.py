@@ -84,6 +84,7 @@ def test_offsets_are_stable_and_resumable(stub):
     for c in chunks:
         assert c.offset == pos
         pos += len(c.data)
+    assert end.offset == len(full), "the closing message carries the end offset"
     for start in (0, 1, 7, len(full) - 1, len(full)):
         rest, end2 = follow(stub, eid, offset=start)
         assert b"".join(c.data for c in rest) == full[start:]

@@ -241,8 +241,9 @@ impl Bolt for BoltService {
         let rx = output::stream(&self.executor, &id, r.offset, r.follow, self.state.shutdown.clone())?;
         let stream = ReceiverStream::new(rx).map(|item| match item {
             Ok(output::Item::Chunk(c)) => Ok(convert::chunk(c)),
-            Ok(output::Item::End(rec)) => Ok(pb::OutputChunk {
+            Ok(output::Item::End(rec, offset)) => Ok(pb::OutputChunk {
                 end: true,
+                offset,
                 execution: Some(convert::execution(&rec)),
                 ..Default::default()
             }),

@@ -374,7 +374,8 @@ fn apply_exit(rec: &mut ExecRecord, exit: Option<ExitRecord>) {
     if let Some(by) = exit.killed_by {
         rec.killed_by = by;
     }
-    rec.started_at_ms.get_or_insert(exit.started_at_ms);
+    // The supervisor's clock of the start, not the agent's later record of it.
+    rec.started_at_ms = Some(exit.started_at_ms);
     rec.ended_at_ms = Some(exit.ended_at_ms);
     rec.cpu_time_us = exit.cpu_time_us;
     rec.peak_rss_bytes = exit.peak_rss_bytes;

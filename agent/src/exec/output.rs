@@ -142,8 +142,9 @@ impl OutputReader {
 #[derive(Debug)]
 pub enum Item {
     Chunk(Chunk),
-    /// The execution is over and all of its output was sent.
-    End(Box<ExecRecord>),
+    /// The execution is over and all of its output was sent; the offset is
+    /// the end of the output.
+    End(Box<ExecRecord>, u64),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,7 +217,8 @@ async fn pump(
         }
         if ended {
             let rec = executor.get(id)?.ok_or_else(|| FollowError::NotFound(id.to_owned()))?;
-            let _ = tx.send(Ok(Item::End(Box::new(rec)))).await;
+            let end = reader.as_ref().map_or(0, |r| r.logical);
+            let _ = tx.send(Ok(Item::End(Box::new(rec), end))).await;
             return Ok(());
         }
         if !follow {

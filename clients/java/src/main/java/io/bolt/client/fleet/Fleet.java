@@ -1,0 +1,409 @@
+package io.bolt.client.fleet;
+
+import io.bolt.client.BoltClient;
+import io.bolt.client.BoltException;
+import io.bolt.client.Errors;
+import io.bolt.client.Executions;
+import io.bolt.client.OutputSubscription;
+import io.bolt.client.Timers;
+import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryProvider;
+import io.bolt.v1.ExecuteRequest;
+import io.bolt.v1.Execution;
+import io.bolt.v1.OutputChunk;
+import io.bolt.v1.ServingStatus;
+import io.grpc.stub.StreamObserver;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.UUID;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
+
+/**
+ * Runs one action over many instances, talking to each agent directly.
+ *
+ * <p>{@link #run} is a rollout: instances are grouped by the {@link Strategy}
+ * (one at a time, per zone, per region, or all together); a group starts only
+ * after every execution of the previous group has ended; inside a group at most
+ * {@code maxConcurrency} instances run at once, started in inventory order. Every
+ * outcome other than SUCCEEDED and SKIPPED is an error; as soon as errors exceed
+ * the {@link FailureBudget} no new instance starts, running ones finish, and the
+ * rest are SKIPPED. Waiting costs no thread per instance: each running instance
+ * is one following output stream.
+ *
+ * <p>{@link #submit} is fire-and-check-back: it starts the action everywhere and
+ * returns {@link Handle}s; {@link #attach} rebuilds a handle from an execution id.
+ *
+ * <p>The fleet keeps one {@link BoltClient} per agent address; {@link #close()} closes them.
+ */
+public final class Fleet implements AutoCloseable {
+  private final Function<Instance, BoltClient> connect;
+  private final Map<String, BoltClient> clients = new ConcurrentHashMap<>();
+
+  /** Clients come from {@code connect}, called once per agent address. */
+  public Fleet(Function<Instance, BoltClient> connect) {
+    this.connect = Objects.requireNonNull(connect);
+  }
+
+  /** Mutual TLS with the same client identity for every agent. */
+  public static Fleet withTls(Path caPem, Path certPem, Path keyPem, Duration deadline) {
+    return new Fleet(i -> BoltClient.newBuilder()
+        .target(i.address(), i.port())
+        .trustCa(caPem)
+        .keyManager(certPem, keyPem)
+        .deadline(deadline)
+        .build());
+  }
+
+  /** {@link #withTls} from a folder with ca.crt, client.crt and client.key. */
+  public static Fleet withTlsDir(Path dir) {
+    return withTls(dir.resolve("ca.crt"), dir.resolve("client.crt"), dir.resolve("client.key"),
+        BoltClient.DEFAULT_DEADLINE);
+  }
+
+  /** The client of one instance's agent (made on first use, then reused). */
+  public BoltClient client(Instance instance) {
+    return clients.computeIfAbsent(instance.target(), k -> connect.apply(instance));
+  }
+
+  // ================================================================== rollout
+
+  public FleetReport run(InventoryProvider inventory, Task task, RolloutOptions options) {
+    return run(inventory.instances(), task, options, null);
+  }
+
+  public FleetReport run(List<Instance> instances, Task task, RolloutOptions options) {
+    return run(instances, task, options, null);
+  }
+
+  /** Runs the rollout and blocks until it is over. */
+  public FleetReport run(List<Instance> instances, Task task, RolloutOptions options, FleetListener listener) {
+    FleetListener l = listener == null ? new FleetListener() {} : listener;
+    Instant t0 = Instant.now();
+    String runId = UUID.randomUUID().toString();
+    int allowed = options.maxErrors().allowed(instances.size());
+    AtomicInteger errors = new AtomicInteger();
+    Map<String, InstanceResult> results = new ConcurrentHashMap<>();
+    boolean stopped = false;
+    List<List<Instance>> groups = options.strategy().groups(instances);
+    for (int g = 0; g < groups.size() && !stopped; g++) {
+      List<Instance> group = groups.get(g);
+      l.groupStarted(g, label(options.strategy(), group), group);
+      Semaphore permits = new Semaphore(options.concurrency(group.size()));
+      List<CompletableFuture<InstanceResult>> running = new ArrayList<>();
+      for (Instance instance : group) {
+        permits.acquireUninterruptibly();
+        if (errors.get() > allowed) {
+          stopped = true;
+          permits.release();
+          break;
+        }
+        l.instanceStarted(instance);
+        running.add(runOne(instance, task, options, runId).whenComplete((r, err) -> {
+          // Record before releasing the permit: the next start must see this error.
+          InstanceResult res = r != null ? r : errorResult(instance, "", Errors.from(err), Duration.ZERO);
+          results.put(instance.id(), res);
+          if (res.outcome().isError()) {
+            errors.incrementAndGet();
+          }
+          try {
+            l.instanceFinished(res);
+          } finally {
+            permits.release();
+          }
+        }));
+      }
+      CompletableFuture.allOf(running.toArray(CompletableFuture[]::new)).handle((v, e) -> null).join();
+      if (errors.get() > allowed) {
+        stopped = true;
+      }
+    }
+    if (stopped) {
+      l.stopped(errors.get(), allowed);
+    }
+    List<InstanceResult> report = new ArrayList<>();
+    for (Instance i : instances) {
+      InstanceResult r = results.get(i.id());
+      if (r == null) {
+        r = InstanceResult.skipped(i);
+        l.instanceFinished(r);
+      }
+      report.add(r);
+    }
+    return new FleetReport(runId, task, options, report, stopped, errors.get(), allowed,
+        Duration.between(t0, Instant.now()));
+  }
+
+  private static String label(Strategy s, List<Instance> group) {
+    return switch (s) {
+      case ONE_AT_A_TIME -> group.get(0).id();
+      case AZ -> group.get(0).availabilityZone();
+      case REGION -> group.get(0).region();
+      case PARALLEL -> "all";
+    };
+  }
+
+  /** One instance of a rollout: health gate, Execute, follow to the end. Never fails: errors are results. */
+  CompletableFuture<InstanceResult> runOne(Instance instance, Task task, RolloutOptions o, String runId) {
+    Instant t0 = Instant.now();
+    BoltClient client;
+    try {
+      client = client(instance);
+    } catch (RuntimeException e) {
+      return CompletableFuture.completedFuture(errorResult(instance, "", Errors.from(e), since(t0)));
+    }
+    CompletableFuture<String> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
+        : client.healthAsync().handle((h, err) -> {
+          if (err != null) {
+            return "health check failed: " + Errors.from(err).getMessage();
+          }
+          if (h.getStatus() == ServingStatus.SERVING_STATUS_NOT_SERVING) {
+            return "agent NOT_SERVING: " + String.join("; ", h.getProblemsList());
+          }
+          return null;
+        });
+    return gate.thenCompose(unhealthy -> {
+      if (unhealthy != null) {
+        return CompletableFuture.completedFuture(
+            new InstanceResult(instance, Outcome.UNHEALTHY, "", null, "", unhealthy, since(t0)));
+      }
+      ExecuteRequest.Builder req = ExecuteRequest.newBuilder()
+          .setPack(task.pack())
+          .setAction(task.action())
+          .putAllArgs(task.argsFor(instance))
+          .setIdempotencyKey(idempotencyKey(runId, instance));
+      if (o.instanceTimeout() != null) {
+        req.setTimeout(Executions.toProto(o.instanceTimeout()));
+      }
+      return client.executeAsync(req.build())
+          .thenCompose(resp -> follow(client, instance, resp.getExecutionId(), o, t0))
+          .exceptionally(err -> errorResult(instance, "", Errors.from(err), since(t0)));
+    });
+  }
+
+  /** Follows one execution's output to its end (keeping an excerpt), bounded by the instance timeout. */
+  private CompletableFuture<InstanceResult> follow(BoltClient client, Instance instance, String executionId,
+      RolloutOptions o, Instant t0) {
+    CompletableFuture<InstanceResult> done = new CompletableFuture<>();
+    java.util.concurrent.atomic.AtomicBoolean clientTimeout = new java.util.concurrent.atomic.AtomicBoolean();
+    Excerpt excerpt = new Excerpt(o.excerptBytes());
+    OutputSubscription sub = client.tail(executionId, 0, true, new StreamObserver<OutputChunk>() {
+      @Override
+      public void onNext(OutputChunk c) {
+        if (!c.getEnd()) {
+          excerpt.add(c.getData().toByteArray());
+        }
+      }
+
+      @Override
+      public void onError(Throwable t) {}
+
+      @Override
+      public void onCompleted() {}
+    });
+    sub.completion().whenComplete((exec, err) -> {
+      if (clientTimeout.get()) {
+        return; // the timeout below reports this instance
+      }
+      if (exec != null && Executions.isFinal(exec)) {
+        done.complete(finished(instance, exec, excerpt, t0));
+        return;
+      }
+      if (done.isDone()) {
+        return;
+      }
+      // The stream ended without a final record: ask once more before calling it broken.
+      client.getExecutionAsync(executionId).whenComplete((e2, err2) -> {
+        if (e2 != null && Executions.isFinal(e2)) {
+          done.complete(finished(instance, e2, excerpt, t0));
+        } else {
+          String why = err != null ? "output stream broken: " + Errors.from(err).getMessage()
+              : "output stream ended before the execution";
+          done.complete(new InstanceResult(instance, Outcome.ERROR, executionId, e2, excerpt.text(), why,
+              since(t0)));
+        }
+      });
+    });
+    if (o.instanceTimeout() != null) {
+      // The agent ends the action TIMED_OUT; should no end be seen a grace period
+      // later, the client kills it and reports TIMED_OUT itself (as the Python client).
+      long ms = o.instanceTimeout().plus(o.timeoutGrace()).toMillis();
+      Timers.SCHEDULER.schedule(() -> {
+        if (done.isDone() || !clientTimeout.compareAndSet(false, true)) {
+          return;
+        }
+        sub.close();
+        String why = "no end within " + o.instanceTimeout() + " + " + o.timeoutGrace() + "; killed by the client";
+        client.killAsync(executionId, null)
+            .thenCompose(k -> client.waitForAsync(executionId,
+                o.timeoutGrace().compareTo(Duration.ofSeconds(5)) > 0 ? o.timeoutGrace().plusSeconds(10)
+                    : Duration.ofSeconds(15)))
+            .whenComplete((e, err) -> {
+              done.complete(new InstanceResult(instance, Outcome.TIMED_OUT, executionId, e, excerpt.text(),
+                  err == null ? why : why + " (" + Errors.from(err).getMessage() + ")", since(t0)));
+            });
+      }, ms, TimeUnit.MILLISECONDS);
+    }
+    return done;
+  }
+
+  private static InstanceResult finished(Instance instance, Execution e, Excerpt excerpt, Instant t0) {
+    return new InstanceResult(instance, Outcome.of(e.getState()), e.getExecutionId(), e, excerpt.text(),
+        e.getError(), since(t0));
+  }
+
+  private static InstanceResult errorResult(Instance instance, String executionId, BoltException e, Duration d) {
+    return new InstanceResult(instance, Outcome.ERROR, executionId, null, "", e.getMessage(), d);
+  }
+
+  private static Duration since(Instant t0) {
+    return Duration.between(t0, Instant.now());
+  }
+
+  /** Same run, same instance → same key (so retries never run twice); at most 128 bytes. */
+  static String idempotencyKey(String runId, Instance instance) {
+    String key = "fleet:" + runId + ":" + instance.id();
+    if (key.length() <= 128) {
+      return key;
+    }
+    try {
+      byte[] h = MessageDigest.getInstance("SHA-256").digest(key.getBytes(StandardCharsets.UTF_8));
+      return "fleet:" + runId + ":" + HexFormat.of().formatHex(h);
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  // ================================================================== fire and check back
+
+  /**
+   * Starts the task on every instance (all at once, or {@code maxConcurrency} Execute
+   * calls at a time) and returns one handle per instance, in inventory order,
+   * without waiting for the executions. With the health gate, an unhealthy
+   * instance's handle carries the error instead of an execution.
+   */
+  public List<Handle> submit(List<Instance> instances, Task task, RolloutOptions options) {
+    String runId = UUID.randomUUID().toString();
+    Semaphore permits = new Semaphore(options.maxConcurrency() == 0 ? Integer.MAX_VALUE : options.maxConcurrency());
+    Map<String, CompletableFuture<Handle>> pending = new LinkedHashMap<>();
+    for (Instance instance : instances) {
+      permits.acquireUninterruptibly();
+      CompletableFuture<Handle> f = submitOne(instance, task, options, runId);
+      f.whenComplete((h, e) -> permits.release());
+      pending.put(instance.id(), f);
+    }
+    List<Handle> out = new ArrayList<>();
+    pending.values().forEach(f -> out.add(f.join()));
+    return out;
+  }
+
+  private CompletableFuture<Handle> submitOne(Instance instance, Task task, RolloutOptions o, String runId) {
+    BoltClient client;
+    try {
+      client = client(instance);
+    } catch (RuntimeException e) {
+      return CompletableFuture.completedFuture(new Handle(instance, null, "", Errors.from(e), task.pack(),
+          task.action(), ""));
+    }
+    CompletableFuture<Void> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
+        : client.healthAsync().thenAccept(h -> {
+          if (h.getStatus() == ServingStatus.SERVING_STATUS_NOT_SERVING) {
+            throw new BoltException(io.grpc.Status.Code.UNAVAILABLE, "agent NOT_SERVING", null);
+          }
+        });
+    String key = idempotencyKey(runId, instance);
+    ExecuteRequest.Builder req = ExecuteRequest.newBuilder()
+        .setPack(task.pack())
+        .setAction(task.action())
+        .putAllArgs(task.argsFor(instance))
+        .setIdempotencyKey(key);
+    if (o.instanceTimeout() != null) {
+      req.setTimeout(Executions.toProto(o.instanceTimeout()));
+    }
+    return gate.thenCompose(v -> client.executeAsync(req.build()))
+        .thenApply(r -> new Handle(instance, client, r.getExecutionId(), null, task.pack(), task.action(), key))
+        .exceptionally(e -> new Handle(instance, client, "", Errors.from(e), task.pack(), task.action(), key));
+  }
+
+  /** A handle on an execution started earlier, possibly by another process. */
+  public Handle attach(Instance instance, String executionId) {
+    return new Handle(instance, client(instance), executionId, null, "", "", "");
+  }
+
+  /** A handle from its JSON form ({@link Handle#toJson()}, or a Python client's handle). */
+  public Handle attach(String handleJson) {
+    return Handle.fromJson(com.google.gson.JsonParser.parseString(handleJson).getAsJsonObject(), this::client);
+  }
+
+  /**
+   * Waits for every submitted handle (concurrently) and reports them like a
+   * rollout; handles without an execution are ERROR.
+   */
+  public FleetReport collect(List<Handle> handles, Duration timeout) {
+    Instant t0 = Instant.now();
+    List<CompletableFuture<InstanceResult>> fs = new ArrayList<>();
+    for (Handle h : handles) {
+      if (!h.submitted()) {
+        BoltException e = h.error().orElse(new BoltException(io.grpc.Status.Code.UNKNOWN, "not submitted", null));
+        fs.add(CompletableFuture.completedFuture(errorResult(h.instance(), "", e, Duration.ZERO)));
+        continue;
+      }
+      fs.add(h.waitForAsync(timeout)
+          .thenApply(e -> new InstanceResult(h.instance(), Outcome.of(e.getState()), e.getExecutionId(), e, "",
+              e.getError(), since(t0)))
+          .exceptionally(err -> errorResult(h.instance(), h.executionId(), Errors.from(err), since(t0))));
+    }
+    List<InstanceResult> results = fs.stream().map(CompletableFuture::join).toList();
+    int errors = (int) results.stream().filter(r -> r.outcome().isError()).count();
+    return new FleetReport("", null, null, results, false, errors, Integer.MAX_VALUE,
+        Duration.between(t0, Instant.now()));
+  }
+
+  /** Closes every client this fleet made. */
+  @Override
+  public void close() {
+    clients.values().forEach(BoltClient::close);
+    clients.clear();
+  }
+
+  /** The last N bytes of an output, thread-safe. */
+  private static final class Excerpt {
+    private final int max;
+    private byte[] buf = new byte[0];
+
+    Excerpt(int max) {
+      this.max = max;
+    }
+
+    synchronized void add(byte[] data) {
+      if (max <= 0) {
+        return;
+      }
+      int keep = Math.min(max, buf.length + data.length);
+      byte[] n = new byte[keep];
+      int fromData = Math.min(keep, data.length);
+      int fromBuf = keep - fromData;
+      System.arraycopy(buf, buf.length - fromBuf, n, 0, fromBuf);
+      System.arraycopy(data, data.length - fromData, n, fromBuf, fromData);
+      buf = n;
+    }
+
+    synchronized String text() {
+      return new String(buf, StandardCharsets.UTF_8);
+    }
+  }
+}

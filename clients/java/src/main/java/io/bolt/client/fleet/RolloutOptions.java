@@ -1,0 +1,103 @@
+package io.bolt.client.fleet;
+
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * How a rollout runs. Defaults: one at a time, failure budget 0 (stop at the first
+ * error), no health gate, the action's own timeout.
+ *
+ * @param strategy how instances are grouped
+ * @param maxConcurrency instances running at once inside a group; 0 = unlimited
+ *     (ONE_AT_A_TIME is always 1)
+ * @param maxErrors the failure budget
+ * @param healthGate call Health before each instance; a failed or NOT_SERVING answer
+ *     makes the instance UNHEALTHY and nothing is executed there
+ * @param instanceTimeout sent as the execution's timeout (null: the action's own), so
+ *     the agent ends it TIMED_OUT; if no end is seen {@code timeoutGrace} (default 5 s)
+ *     later, the client kills the execution and reports TIMED_OUT
+ * @param timeoutGrace see instanceTimeout
+ * @param excerptBytes how many trailing output bytes each result keeps
+ */
+public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudget maxErrors, boolean healthGate,
+    Duration instanceTimeout, Duration timeoutGrace, int excerptBytes) {
+
+  public RolloutOptions {
+    Objects.requireNonNull(strategy, "strategy");
+    Objects.requireNonNull(maxErrors, "maxErrors");
+    Objects.requireNonNull(timeoutGrace, "timeoutGrace");
+    if (maxConcurrency < 0) {
+      throw new IllegalArgumentException("maxConcurrency must be >= 0 (0 = unlimited)");
+    }
+  }
+
+  public static RolloutOptions defaults() {
+    return builder().build();
+  }
+
+  public static Builder builder() {
+    return new Builder();
+  }
+
+  /** Instances that may run at once in a group of {@code groupSize}. */
+  int concurrency(int groupSize) {
+    if (strategy == Strategy.ONE_AT_A_TIME) {
+      return 1;
+    }
+    return Math.max(1, maxConcurrency == 0 ? groupSize : Math.min(maxConcurrency, groupSize));
+  }
+
+  public static final class Builder {
+    private Strategy strategy = Strategy.ONE_AT_A_TIME;
+    private int maxConcurrency;
+    private FailureBudget maxErrors = FailureBudget.count(0);
+    private boolean healthGate;
+    private Duration instanceTimeout;
+    private Duration timeoutGrace = Duration.ofSeconds(5);
+    private int excerptBytes = 2048;
+
+    public Builder strategy(Strategy strategy) {
+      this.strategy = strategy;
+      return this;
+    }
+
+    public Builder maxConcurrency(int n) {
+      this.maxConcurrency = n;
+      return this;
+    }
+
+    public Builder maxErrors(FailureBudget budget) {
+      this.maxErrors = budget;
+      return this;
+    }
+
+    public Builder maxErrors(int count) {
+      return maxErrors(FailureBudget.count(count));
+    }
+
+    public Builder healthGate(boolean on) {
+      this.healthGate = on;
+      return this;
+    }
+
+    public Builder instanceTimeout(Duration timeout) {
+      this.instanceTimeout = timeout;
+      return this;
+    }
+
+    public Builder timeoutGrace(Duration grace) {
+      this.timeoutGrace = grace;
+      return this;
+    }
+
+    public Builder excerptBytes(int n) {
+      this.excerptBytes = n;
+      return this;
+    }
+
+    public RolloutOptions build() {
+      return new RolloutOptions(strategy, maxConcurrency, maxErrors, healthGate, instanceTimeout, timeoutGrace,
+          excerptBytes);
+    }
+  }
+}

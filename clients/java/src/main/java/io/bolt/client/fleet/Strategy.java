@@ -1,0 +1,65 @@
+package io.bolt.client.fleet;
+
+import io.bolt.client.inventory.Instance;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+
+/** How a rollout walks the inventory. Groups run one after the other; see {@link #groups}. */
+public enum Strategy {
+  /** Every instance is its own group, in inventory order (the default). */
+  ONE_AT_A_TIME("one-at-a-time"),
+  /** One group per availability zone, zones in order of first appearance. */
+  AZ("az"),
+  /** One group per region, regions in order of first appearance. */
+  REGION("region"),
+  /** One group of everything. */
+  PARALLEL("parallel");
+
+  private final String wireName;
+
+  Strategy(String wireName) {
+    this.wireName = wireName;
+  }
+
+  /** The name shared with the Python client and the scenario vectors. */
+  public String wireName() {
+    return wireName;
+  }
+
+  /** Parses "one-at-a-time", "az", "region" or "parallel" (also the enum names). */
+  public static Strategy parse(String name) {
+    for (Strategy s : values()) {
+      if (s.wireName.equalsIgnoreCase(name) || s.name().equalsIgnoreCase(name)) {
+        return s;
+      }
+    }
+    throw new IllegalArgumentException("unknown strategy: " + name
+        + " (one-at-a-time, az, region, parallel)");
+  }
+
+  /** The ordered groups of this strategy; members keep inventory order. */
+  public List<List<Instance>> groups(List<Instance> inventory) {
+    return switch (this) {
+      case ONE_AT_A_TIME -> inventory.stream().map(List::of).toList();
+      case AZ -> groupBy(inventory, Instance::availabilityZone);
+      case REGION -> groupBy(inventory, Instance::region);
+      case PARALLEL -> inventory.isEmpty() ? List.of() : List.of(List.copyOf(inventory));
+    };
+  }
+
+  private static List<List<Instance>> groupBy(List<Instance> inventory, Function<Instance, String> key) {
+    Map<String, List<Instance>> groups = new LinkedHashMap<>();
+    for (Instance i : inventory) {
+      groups.computeIfAbsent(key.apply(i), k -> new ArrayList<>()).add(i);
+    }
+    return groups.values().stream().map(List::copyOf).toList();
+  }
+
+  @Override
+  public String toString() {
+    return wireName;
+  }
+}

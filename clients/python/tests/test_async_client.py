@@ -1,0 +1,57 @@
+"""AsyncBoltClient (grpc.aio): the same calls as the blocking twin, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bolt_client import AsyncBoltClient, InvalidArgumentError, NotFoundError, State, TLSConfig, TLSError
+
+from bolt_testing import Agent
+from conftest import make_certs
+
+
+async def test_async_round_trip(agent: Agent, tls: TLSConfig) -> None:
+    async with AsyncBoltClient(agent.address, tls=tls) as c:
+        assert any(a.ref == "bolt-test/echo" for a in await c.list_actions())
+        assert (await c.health()).ok
+        assert (await c.agent_info()).instance.instance_id == "i-shared"
+        r = await c.run("bolt-test", "echo", {"msg": "async hi"})
+        assert r.state is State.SUCCEEDED and b"--msg=async hi" in r.stdout
+        e = await c.get_execution(r.execution.execution_id)
+        assert e.state is State.SUCCEEDED
+        page = await c.list_executions(page_size=1)
+        assert len(page.executions) == 1
+        assert [x async for x in c.iter_executions(limit=2)]
+        with pytest.raises(NotFoundError):
+            await c.execute("bolt-test", "missing")
+        with pytest.raises(InvalidArgumentError):
+            await c.execute("bolt-test", "sleep", {"ticks": -1})
+
+
+async def test_async_tail_wait_kill(agent: Agent, tls: TLSConfig) -> None:
+    async with AsyncBoltClient(agent.address, tls=tls) as c:
+        s = await c.execute("bolt-test", "sleep", {"ticks": 2, "interval": "0.2"})
+        chunks = [ch async for ch in c.tail(s.execution_id)]
+        assert chunks[-1].end and chunks[-1].execution and chunks[-1].execution.state is State.SUCCEEDED
+        assert b"tick 2" in b"".join(ch.data for ch in chunks)
+
+        k = await c.execute("bolt-test", "sleep", {"ticks": 600, "interval": "0.1"})
+        waiter = asyncio.create_task(c.wait(k.execution_id, timeout=20))
+        await asyncio.sleep(0.3)
+        await c.kill(k.execution_id, grace=1)
+        assert (await waiter).state is State.KILLED
+
+        # many concurrent calls on one channel
+        results = await asyncio.gather(*(c.run("bolt-test", "noop") for _ in range(10)))
+        assert all(r.state is State.SUCCEEDED for r in results)
+
+
+async def test_async_tls_error(agent: Agent, tmp_path: Path, certs: Path) -> None:
+    other = make_certs(tmp_path / "other")
+    c = AsyncBoltClient(agent.address, ca=other / "ca.crt", cert=certs / "client.crt", key=certs / "client.key", timeout=5)
+    async with c:
+        with pytest.raises(TLSError):
+            await c.health()
