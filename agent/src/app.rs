@@ -65,7 +65,18 @@ impl App {
         let tls_files = TlsFiles::new(&c.tls_dir);
         let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
 
-        let executor = Executor::new(self.executor_config()?, store, layout);
+        let (caps_mode, why) = if c.caps.enabled {
+            crate::caps::probe(&c.caps.cgroup_name)
+        } else {
+            (crate::caps::CapsMode::None, Some("disabled by caps.enabled = false".to_owned()))
+        };
+        match &why {
+            None => tracing::info!(mode = caps_mode.as_str(), "resource caps enforced with cgroups"),
+            Some(why) => {
+                tracing::warn!(reason = %why, "resource caps NOT enforced: rlimits and niceness only")
+            }
+        }
+        let executor = Executor::new(self.executor_config(caps_mode)?, store, layout);
         executor.recover().await?;
 
         let listener =
@@ -136,7 +147,7 @@ impl App {
         Ok(())
     }
 
-    fn executor_config(&self) -> Result<ExecutorConfig, AppError> {
+    fn executor_config(&self, caps_mode: crate::caps::CapsMode) -> Result<ExecutorConfig, AppError> {
         let c = &self.config;
         let mut base_env = vec![
             ("PATH".to_owned(), c.exec.path.clone()),
@@ -160,6 +171,13 @@ impl App {
             },
             base_env,
             self_exe: self_exe().map_err(AppError::SelfExe)?,
+            caps_mode,
+            cgroup_name: c.caps.cgroup_name.clone(),
+            default_limits: crate::caps::Limits {
+                memory_max: c.caps.memory_max.map(|m| m.as_u64()),
+                cpu_max: (c.caps.cpu_max > 0.0).then_some(c.caps.cpu_max),
+                pids_max: Some(c.caps.pids_max),
+            },
         })
     }
 }

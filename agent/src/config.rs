@@ -44,6 +44,7 @@ pub struct Config {
     pub exec: ExecConfig,
     pub limits: LimitsConfig,
     pub packs: PacksConfig,
+    pub caps: CapsConfig,
     pub authz: AuthzConfig,
     pub log: LogConfig,
 }
@@ -59,6 +60,7 @@ impl Default for Config {
             exec: ExecConfig::default(),
             limits: LimitsConfig::default(),
             packs: PacksConfig::default(),
+            caps: CapsConfig::default(),
             authz: AuthzConfig::default(),
             log: LogConfig::default(),
         }
@@ -173,6 +175,43 @@ impl Default for PacksConfig {
     }
 }
 
+/// Resource caps of actions; a pack's own settings win over these defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CapsConfig {
+    /// Put each execution in a cgroup of its own where the host allows.
+    pub enabled: bool,
+    /// Memory cap of actions that declare none ("none" for no cap).
+    #[serde(deserialize_with = "size_or_none")]
+    pub memory_max: Option<ByteSize>,
+    /// CPU cap, in CPUs, of actions that declare none (0 for no cap).
+    pub cpu_max: f64,
+    /// Most processes and threads an action may have at once.
+    pub pids_max: u64,
+    /// Name of the cgroup, below the agent's own, that holds the executions'.
+    pub cgroup_name: String,
+}
+
+impl Default for CapsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            memory_max: Some(ByteSize::mib(512)),
+            cpu_max: 1.0,
+            pids_max: 1024,
+            cgroup_name: "bolt".into(),
+        }
+    }
+}
+
+fn size_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ByteSize>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "none" {
+        return Ok(None);
+    }
+    text.parse::<ByteSize>().map(Some).map_err(serde::de::Error::custom)
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -262,6 +301,15 @@ impl Config {
             problems
                 .push(format!("instance.stage = {:?} is not one of dev, test, prod", self.instance.stage));
         }
+        if !(0.0..=1024.0).contains(&self.caps.cpu_max) {
+            problems.push(format!("caps.cpu_max = {} is not a number of CPUs", self.caps.cpu_max));
+        }
+        if self.caps.pids_max == 0 {
+            problems.push("caps.pids_max must be at least 1".to_string());
+        }
+        if !crate::packs::manifest::valid_name(&self.caps.cgroup_name) {
+            problems.push(format!("caps.cgroup_name = {:?} is not a valid name", self.caps.cgroup_name));
+        }
         if let Err(e) = self.authz.validate() {
             problems.push(e);
         }
@@ -306,6 +354,18 @@ mod tests {
         assert_eq!(c.exec.kill_grace, Duration::from_secs(2));
         assert_eq!(c.exec.output_max.as_u64(), 1 << 20);
         assert_eq!(c.instance.app, "kafka");
+    }
+
+    #[test]
+    fn caps_defaults_and_none() {
+        let c = Config::from_toml("").expect("defaults");
+        assert!(c.caps.enabled);
+        assert_eq!(c.caps.memory_max, Some(ByteSize::mib(512)));
+        let c = Config::from_toml("[caps]\nmemory_max = \"none\"\ncpu_max = 0.5\npids_max = 64").expect("valid");
+        assert_eq!(c.caps.memory_max, None);
+        assert_eq!((c.caps.cpu_max, c.caps.pids_max), (0.5, 64));
+        assert!(Config::from_toml("[caps]\nmemory_max = \"lots\"").is_err());
+        assert!(Config::from_toml("[caps]\ncgroup_name = \"../x\"").is_err());
     }
 
     #[test]

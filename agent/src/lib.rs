@@ -7,6 +7,7 @@
 //! - [`certs`]: `bolt-agent certs` (a development CA and certificates);
 //! - [`api`]: the gRPC services (tonic only lives here);
 //! - [`authz`]: which identity may do what;
+//! - [`caps`]: per-execution cgroups (memory, CPU, pids caps);
 //! - [`packs`]: pack manifests, parameters and the loaded packs;
 //! - [`exec`]: executions from the agent's side (start, watch, kill, recover, output);
 //! - [`supervisor`]: the tiny detached process beside each running action;
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod app;
 pub mod authz;
+pub mod caps;
 pub mod certs;
 pub mod config;
 pub mod exec;

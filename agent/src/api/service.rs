@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use super::{convert, identity};
 use crate::{
     authz::{Authorizer, Permission},
+    caps::CapsMode,
     config::{Config, InstanceConfig},
     exec::{output, Executor, StartRequest},
     packs::Registry,
@@ -94,7 +95,7 @@ impl BoltService {
             status: status as i32,
             problems,
             running: self.executor.running() as u32,
-            caps_enforced: false,
+            caps_enforced: self.executor.caps_mode() != CapsMode::None,
             pack_errors: pack_errors(&snapshot),
         }
     }
@@ -317,8 +318,8 @@ impl Bolt for BoltService {
             data_disk_free_bytes: free,
             data_disk_total_bytes: total,
             running: health.running,
-            caps_enforced: false,
-            caps_mode: "none".into(),
+            caps_enforced: health.caps_enforced,
+            caps_mode: self.executor.caps_mode().as_str().into(),
             agent_rss_bytes: crate::procfs::rss_bytes(std::process::id()).unwrap_or(0),
             status: health.status,
             problems: health.problems,

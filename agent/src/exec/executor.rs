@@ -18,6 +18,7 @@ use super::{
     spawn,
 };
 use crate::{
+    caps::{CapsMode, CapsSpec, Limits},
     packs::{ArgError, ArgLimits, LoadedAction},
     store::{Created, ExecRecord, ExecState, Store, StoreError},
 };
@@ -34,6 +35,11 @@ pub struct ExecutorConfig {
     pub base_env: Vec<(String, String)>,
     /// This binary, re-executed as `supervise`.
     pub self_exe: PathBuf,
+    /// How caps are applied on this host, and the cgroup holding executions.
+    pub caps_mode: CapsMode,
+    pub cgroup_name: String,
+    /// Caps of actions whose pack sets none.
+    pub default_limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +167,7 @@ impl Executor {
             kill_grace_ms: self.inner.cfg.kill_grace.as_millis() as u64,
             output_max: self.inner.cfg.output_max,
             nice: self.inner.cfg.nice,
+            caps: self.caps_for(&req.action, &record.id),
         };
         let span = tracing::info_span!("execution", id = %record.id, caller = %record.caller, pack = %record.pack, action = %record.action);
         tracing::info!(target: "audit", parent: &span, args = ?record.args, timeout_ms = record.timeout_ms, "execute");
@@ -168,6 +175,24 @@ impl Executor {
         let id = record.id.clone();
         tokio::spawn(async move { this.launch(id, spec).await }.instrument(span));
         Ok(Started { record, deduplicated: false })
+    }
+
+    fn caps_for(&self, action: &LoadedAction, id: &str) -> CapsSpec {
+        let d = &self.inner.cfg.default_limits;
+        let cgroup = (self.inner.cfg.caps_mode != CapsMode::None)
+            .then(|| format!("{}/{id}", self.inner.cfg.cgroup_name));
+        CapsSpec {
+            cgroup,
+            limits: Limits {
+                memory_max: action.spec.memory_max.map(|m| m.as_u64()).or(d.memory_max),
+                cpu_max: action.spec.cpu_max.or(d.cpu_max),
+                pids_max: action.spec.pids_max.map(u64::from).or(d.pids_max),
+            },
+        }
+    }
+
+    pub fn caps_mode(&self) -> CapsMode {
+        self.inner.cfg.caps_mode
     }
 
     async fn launch(&self, id: String, spec: Spec) {
@@ -365,6 +390,7 @@ fn apply_exit(rec: &mut ExecRecord, exit: Option<ExitRecord>) {
         Outcome::Killed => ExecState::Killed,
         Outcome::TimedOut => ExecState::TimedOut,
         Outcome::StartFailed => ExecState::Failed,
+        Outcome::OomKilled => ExecState::OomKilled,
     };
     rec.exit_code = exit.exit_code;
     rec.signal = exit.signal;

@@ -41,6 +41,9 @@ pub struct Spec {
     /// Payload bytes kept before the truncation marker.
     pub output_max: u64,
     pub nice: i32,
+    /// Cgroup and limits; rlimits stand in where there is no cgroup.
+    #[serde(default)]
+    pub caps: crate::caps::CapsSpec,
 }
 
 /// How an execution ended, as the supervisor saw it.
@@ -55,6 +58,8 @@ pub enum Outcome {
     TimedOut,
     /// Could not be started.
     StartFailed,
+    /// Ended by the kernel for exceeding its memory cap.
+    OomKilled,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

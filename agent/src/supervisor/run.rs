@@ -7,6 +7,7 @@ use std::{
         fd::{AsFd, OwnedFd},
         unix::process::CommandExt,
     },
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
@@ -17,7 +18,7 @@ use nix::{
     poll::{poll, PollFd, PollFlags, PollTimeout},
     sys::{
         prctl,
-        resource::{getrusage, UsageWho},
+        resource::{getrusage, setrlimit, Resource, UsageWho},
         signal::{kill, killpg, SigSet, Signal},
         signalfd::{SfdFlags, SignalFd},
         wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus},
@@ -26,6 +27,7 @@ use nix::{
 };
 
 use super::output::OutputWriter;
+use crate::caps::ExecCgroup;
 use crate::exec::layout::{
     unix_ms, write_json, ExecDir, ExitRecord, KillRequest, Outcome, PidFile, Spec, CHILD_PID, EXIT, KILL,
     OUTPUT, STREAM_STDERR, STREAM_STDOUT,
@@ -62,7 +64,17 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         Ok(s) => s,
         Err(e) => return fail_start(dir, started, format!("signalfd: {e}")),
     };
-    let (child, pipes) = match spawn(&spec) {
+    let cgroup = match &spec.caps.cgroup {
+        Some(name) => match crate::caps::ExecCgroup::create(name, &spec.caps.limits) {
+            Ok(cg) => Some(cg),
+            Err(e) => {
+                out.notice(&format!("[bolt] resource caps not enforced: {e}\n"));
+                None
+            }
+        },
+        None => None,
+    };
+    let (child, pipes) = match spawn(&spec, cgroup.as_ref()) {
         Ok(c) => c,
         Err(e) => {
             out.notice(&format!(
@@ -87,12 +99,13 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         kill_at: None,
         deadline: Instant::now() + Duration::from_millis(spec.timeout_ms),
         drain_until: None,
+        cgroup,
     };
     sup.run(&sfd);
     sup.finish(started)
 }
 
-fn spawn(spec: &Spec) -> std::io::Result<(Pid, [OwnedFd; 2])> {
+fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [OwnedFd; 2])> {
     let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
     let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
     for fd in [&out_r, &err_r] {
@@ -110,12 +123,22 @@ fn spawn(spec: &Spec) -> std::io::Result<(Pid, [OwnedFd; 2])> {
         .stdout(Stdio::from(out_w))
         .stderr(Stdio::from(err_w))
         .process_group(0);
-    // SAFETY: only async-signal-safe calls between fork and exec: the
-    // supervisor blocks signals for its signalfd, and the action must start
-    // with none blocked or SIGTERM could never reach it.
+    let procs: Vec<PathBuf> = cgroup.map(|c| c.procs_files().to_vec()).unwrap_or_default();
+    // Without a cgroup, the memory cap becomes an address-space rlimit.
+    let rlimit_as = if cgroup.is_none() { spec.caps.limits.memory_max } else { None };
+    // SAFETY: the supervisor is single-threaded, so the child may allocate;
+    // the calls are plain syscalls. The action must start with no signal
+    // blocked (the supervisor blocks them for its signalfd) and inside its
+    // cgroup before it can fork anything.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             SigSet::empty().thread_set_mask().map_err(std::io::Error::from)?;
+            for p in &procs {
+                fs::write(p, b"0")?;
+            }
+            if let Some(bytes) = rlimit_as {
+                setrlimit(Resource::RLIMIT_AS, bytes, bytes).map_err(std::io::Error::from)?;
+            }
             Ok(())
         });
     }
@@ -167,6 +190,7 @@ struct Supervisor<'a> {
     deadline: Instant,
     /// Set once no process of the action is left.
     drain_until: Option<Instant>,
+    cgroup: Option<ExecCgroup>,
 }
 
 impl Supervisor<'_> {
@@ -200,7 +224,8 @@ impl Supervisor<'_> {
     fn end_leftovers(&mut self, now: Instant) {
         // As subreaper, every live descendant is a child or below one: no
         // child means no process left, and needs no scan of /proc.
-        if !has_children() || crate::procfs::descendants(getpid().as_raw()).is_empty() {
+        let cgroup_empty = self.cgroup.as_ref().is_none_or(|c| c.pids().is_empty());
+        if cgroup_empty && (!has_children() || crate::procfs::descendants(getpid().as_raw()).is_empty()) {
             self.kill_at = None;
             self.drain_until = Some(now + DRAIN);
         } else if self.kill_at.is_none() {
@@ -317,6 +342,15 @@ impl Supervisor<'_> {
     /// (as subreaper it inherits the ones that left the group or were orphaned).
     fn kill_tree(&self, sig: Signal) {
         let _ = killpg(self.child, sig);
+        if let Some(cg) = &self.cgroup {
+            if sig == Signal::SIGKILL {
+                cg.kill_all();
+            } else {
+                for pid in cg.pids() {
+                    let _ = kill(Pid::from_raw(pid), sig);
+                }
+            }
+        }
         for pid in crate::procfs::descendants(getpid().as_raw()) {
             let _ = kill(Pid::from_raw(pid), sig);
         }
@@ -330,11 +364,26 @@ impl Supervisor<'_> {
             _ => (None, None),
         };
         let usage = getrusage(UsageWho::RUSAGE_CHILDREN).ok();
-        let cpu_time_us = usage.map_or(0, |u| {
+        let cpu_time_us: u64 = usage.map_or(0, |u| {
             let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as u64 * 1_000_000 + tv.tv_usec() as u64;
             t(u.user_time()) + t(u.system_time())
         });
-        let peak_rss_bytes = usage.map_or(0, |u| u.max_rss().max(0) as u64 * 1024);
+        let mut peak_rss_bytes = usage.map_or(0, |u| u.max_rss().max(0) as u64 * 1024);
+        let mut cpu_time_us = cpu_time_us;
+        if let Some(cg) = &self.cgroup {
+            // The cgroup saw every process of the action, reaped or not.
+            cpu_time_us = cg.cpu_time_us().unwrap_or(cpu_time_us);
+            peak_rss_bytes = cg.peak_memory().unwrap_or(peak_rss_bytes);
+            let abnormal = signal == Some(Signal::SIGKILL as i32) || exit_code.is_some_and(|c| c != 0);
+            if self.outcome == Outcome::Exited && abnormal && cg.oom_killed() {
+                self.outcome = Outcome::OomKilled;
+                let cap = self.spec.caps.limits.memory_max.unwrap_or(0);
+                self.out.notice(&format!(
+                    "[bolt] killed by the kernel: the memory cap of {cap} bytes was exceeded\n"
+                ));
+            }
+            cg.remove(Duration::from_secs(2));
+        }
         self.out.sync();
         let rec = ExitRecord {
             outcome: self.outcome,

@@ -1,0 +1,248 @@
+//! Resource caps of executions: one cgroup per execution (v2, or v1 on
+//! hosts that only offer the controllers there), created below the agent's
+//! own cgroup, with memory, CPU and pids limits. Used by the agent to probe
+//! what the host offers and by the supervisor to cage one action.
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use cgroups_rs::fs::{
+    cpu::CpuController, hierarchies, memory::MemController, pid::PidController, Cgroup, MaxValue,
+};
+use serde::{Deserialize, Serialize};
+
+/// CFS period used for CPU caps.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// How caps are applied on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapsMode {
+    Cgroup2,
+    Cgroup1,
+    /// No cgroup could be created: rlimits and niceness only.
+    None,
+}
+
+impl CapsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cgroup2 => "cgroup2",
+            Self::Cgroup1 => "cgroup1",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Limits of one execution; `None` is no limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory_max: Option<u64>,
+    pub cpu_max: Option<f64>,
+    pub pids_max: Option<u64>,
+}
+
+/// What the supervisor needs to cage an action (part of spec.json).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CapsSpec {
+    /// Relative name of the execution's cgroup ("bolt/<id>"), below the
+    /// supervisor's own cgroup in each hierarchy; None without cgroups.
+    pub cgroup: Option<String>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CapsError {
+    #[error("cgroup {path}: {message}")]
+    Cgroup { path: String, message: String },
+    #[error("the {0} controller is not available")]
+    Missing(&'static str),
+}
+
+/// Our own cgroup path in each v1 hierarchy (controller name → path), or
+/// the v2 path under "".
+fn own_paths() -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    if let Ok(text) = fs::read_to_string("/proc/self/cgroup") {
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) =
+                (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            for c in controllers.split(',') {
+                out.insert(c.trim_start_matches("name=").to_owned(), path.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// One execution's cgroup (a directory per hierarchy on v1).
+pub struct ExecCgroup {
+    cg: Cgroup,
+    v2: bool,
+    /// `cgroup.procs` of every hierarchy: writing "0" there moves the writer.
+    procs_files: Vec<PathBuf>,
+    memory_dir: Option<PathBuf>,
+    cpuacct_dir: Option<PathBuf>,
+}
+
+impl ExecCgroup {
+    /// Creates `name` below this process's cgroups with `limits`. Every
+    /// controller a limit needs must be there, or it is an error.
+    pub fn create(name: &str, limits: &Limits) -> Result<Self, CapsError> {
+        let hier = hierarchies::auto();
+        let v2 = hier.v2();
+        let err = |message: String| CapsError::Cgroup { path: name.to_owned(), message };
+        let cg = if v2 {
+            let base = own_paths().get("").cloned().unwrap_or_default();
+            let path = format!("{}/{name}", base.trim_start_matches('/').trim_end_matches('/'));
+            Cgroup::new(hier, path.trim_start_matches('/')).map_err(|e| err(e.to_string()))?
+        } else {
+            Cgroup::new_with_relative_paths(hier, name, own_paths()).map_err(|e| err(e.to_string()))?
+        };
+        let mut this = Self { v2, procs_files: Vec::new(), memory_dir: None, cpuacct_dir: None, cg };
+        for sub in this.cg.subsystems() {
+            let c = sub.to_controller();
+            let dir = c.path().to_owned();
+            let procs = dir.join("cgroup.procs");
+            if procs.exists() && !this.procs_files.contains(&procs) {
+                this.procs_files.push(procs);
+            }
+            if dir.join("memory.max_usage_in_bytes").exists()
+                || dir.join("memory.peak").exists()
+                || dir.join("memory.current").exists()
+            {
+                this.memory_dir.get_or_insert(dir.clone());
+            }
+            if dir.join("cpuacct.usage").exists() || (v2 && dir.join("cpu.stat").exists()) {
+                this.cpuacct_dir.get_or_insert(dir);
+            }
+        }
+        if let Err(e) = this.apply(limits) {
+            this.remove(Duration::ZERO);
+            return Err(e);
+        }
+        Ok(this)
+    }
+
+    fn apply(&self, limits: &Limits) -> Result<(), CapsError> {
+        let err = |what: &str, e: cgroups_rs::fs::error::Error| CapsError::Cgroup {
+            path: self.cg.path().to_owned(),
+            message: format!("{what}: {e}"),
+        };
+        if let Some(bytes) = limits.memory_max {
+            let mem: &MemController = self.cg.controller_of().ok_or(CapsError::Missing("memory"))?;
+            mem.set_limit(bytes as i64).map_err(|e| err("memory limit", e))?;
+            // No swap beyond the cap where the kernel accounts it (v1 memsw).
+            let _ = mem.set_memswap_limit(bytes as i64);
+        }
+        if let Some(cpus) = limits.cpu_max {
+            let cpu: &CpuController = self.cg.controller_of().ok_or(CapsError::Missing("cpu"))?;
+            let quota = (cpus * CPU_PERIOD_US as f64).round().max(1000.0) as i64;
+            cpu.set_cfs_quota_and_period(Some(quota), Some(CPU_PERIOD_US))
+                .map_err(|e| err("cpu quota", e))?;
+        }
+        if let Some(n) = limits.pids_max {
+            let pids: &PidController = self.cg.controller_of().ok_or(CapsError::Missing("pids"))?;
+            pids.set_pid_max(MaxValue::Value(n as i64)).map_err(|e| err("pids limit", e))?;
+        }
+        Ok(())
+    }
+
+    /// Files to write "0" into from the child, between fork and exec.
+    pub fn procs_files(&self) -> &[PathBuf] {
+        &self.procs_files
+    }
+
+    /// Pids in the cgroup (any hierarchy).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.cg.procs().into_iter().map(|p| p.pid as i32).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// SIGKILL to every process of the cgroup (`cgroup.kill` where the
+    /// kernel has it).
+    pub fn kill_all(&self) {
+        if self.v2 && self.cg.kill().is_ok() {
+            return;
+        }
+        for pid in self.pids() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Whether the kernel's OOM killer ended a process of this cgroup.
+    pub fn oom_killed(&self) -> bool {
+        let Some(dir) = &self.memory_dir else { return false };
+        let text = fs::read_to_string(dir.join(if self.v2 { "memory.events" } else { "memory.oom_control" }))
+            .unwrap_or_default();
+        text.lines().any(|l| {
+            let mut it = l.split_whitespace();
+            it.next() == Some("oom_kill")
+                && it.next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0)
+        })
+    }
+
+    /// Highest memory use of the cgroup, where the kernel records it.
+    pub fn peak_memory(&self) -> Option<u64> {
+        let dir = self.memory_dir.as_ref()?;
+        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
+        read_u64(&dir.join(file))
+    }
+
+    /// CPU time of every process that ran in the cgroup, in microseconds.
+    pub fn cpu_time_us(&self) -> Option<u64> {
+        let dir = self.cpuacct_dir.as_ref()?;
+        if self.v2 {
+            let text = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+            text.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
+        } else {
+            read_u64(&dir.join("cpuacct.usage")).map(|ns| ns / 1000)
+        }
+    }
+
+    /// Removes the cgroup once it is empty, waiting up to `wait` for its
+    /// last processes to be reaped.
+    pub fn remove(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.cg.delete().is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// What the host offers: tries to create (and removes) a cgroup named
+/// `<base>/probe-<pid>` with every controller the caps use.
+pub fn probe(base: &str) -> (CapsMode, Option<String>) {
+    let name = format!("{base}/probe-{}", std::process::id());
+    let limits = Limits { memory_max: Some(1 << 30), cpu_max: Some(1.0), pids_max: Some(1 << 16) };
+    let result = ExecCgroup::create(&name, &limits);
+    let mode = match &result {
+        Ok(cg) if cg.v2 => CapsMode::Cgroup2,
+        Ok(_) => CapsMode::Cgroup1,
+        Err(_) => CapsMode::None,
+    };
+    let reason = result.as_ref().err().map(ToString::to_string);
+    // The parent (`<base>`) stays: other executions may be starting in it.
+    if let Ok(cg) = result {
+        cg.remove(Duration::from_millis(200));
+    }
+    (mode, reason)
+}
