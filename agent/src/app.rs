@@ -78,6 +78,17 @@ impl App {
         }
         let executor = Executor::new(self.executor_config(caps_mode)?, store, layout);
         executor.recover().await?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        crate::exec::retention::spawn(
+            executor.clone(),
+            crate::exec::retention::RetentionConfig {
+                compress_after: c.history.compress_after,
+                retention: c.history.retention,
+                interval: c.history.sweep_interval,
+                batch: c.history.batch,
+            },
+            stop_rx.clone(),
+        );
 
         let listener =
             TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
@@ -86,8 +97,9 @@ impl App {
         layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false)
             .map_err(data_err)?;
         tracing::info!(addr = %local, version = env!("CARGO_PKG_VERSION"), instance = %c.instance.id, "listening");
+        // systemd's Type=notify: ready once the listener is up (no-op elsewhere).
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-        let (stop_tx, stop_rx) = watch::channel(false);
         let state = Arc::new(AgentState::new(c, stop_rx.clone()));
         spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
         spawn_tls_reload(tls_files, tls.clone(), stop_rx.clone());
@@ -137,6 +149,7 @@ impl App {
             () = shutdown => {}
         }
         tracing::info!("shutting down: no new calls; running actions continue under their supervisors");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         health_reporter.set_not_serving::<BoltServer<BoltService>>().await;
         let _ = stop_tx.send(true);
         match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
@@ -172,6 +185,7 @@ impl App {
             base_env,
             self_exe: self_exe().map_err(AppError::SelfExe)?,
             caps_mode,
+            min_free_bytes: c.limits.min_free_bytes.as_u64(),
             cgroup_name: c.caps.cgroup_name.clone(),
             default_limits: crate::caps::Limits {
                 memory_max: c.caps.memory_max.map(|m| m.as_u64()),

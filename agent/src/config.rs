@@ -45,6 +45,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub packs: PacksConfig,
     pub caps: CapsConfig,
+    pub history: HistoryConfig,
     pub authz: AuthzConfig,
     pub log: LogConfig,
 }
@@ -61,6 +62,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             packs: PacksConfig::default(),
             caps: CapsConfig::default(),
+            history: HistoryConfig::default(),
             authz: AuthzConfig::default(),
             log: LogConfig::default(),
         }
@@ -142,6 +144,8 @@ pub struct LimitsConfig {
     pub max_args_bytes: ByteSize,
     /// Longest idempotency key.
     pub max_idempotency_key_bytes: usize,
+    /// Free space the data folder must keep for new executions to start.
+    pub min_free_bytes: ByteSize,
     /// Time a client has to finish its TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -155,6 +159,7 @@ impl Default for LimitsConfig {
             max_arg_bytes: ByteSize::kib(64),
             max_args_bytes: ByteSize::kib(256),
             max_idempotency_key_bytes: 128,
+            min_free_bytes: ByteSize::mib(64),
             handshake_timeout: Duration::from_secs(10),
         }
     }
@@ -210,6 +215,34 @@ fn size_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ByteSiz
         return Ok(None);
     }
     text.parse::<ByteSize>().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Upkeep of the history on the data folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Executions (records and output) older than this are pruned.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Output is zstd-compressed this long after its execution ended.
+    #[serde(with = "humantime_serde")]
+    pub compress_after: Duration,
+    /// How often compression and pruning run.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Executions pruned or compressed per step.
+    pub batch: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(180 * 86400),
+            compress_after: Duration::from_secs(86400),
+            sweep_interval: Duration::from_secs(600),
+            batch: 100,
+        }
+    }
 }
 
 /// Logging.
@@ -304,6 +337,9 @@ impl Config {
         if !(0.0..=1024.0).contains(&self.caps.cpu_max) {
             problems.push(format!("caps.cpu_max = {} is not a number of CPUs", self.caps.cpu_max));
         }
+        if self.history.sweep_interval.is_zero() || self.history.batch == 0 {
+            problems.push("history.sweep_interval and history.batch must be more than 0".to_string());
+        }
         if self.caps.pids_max == 0 {
             problems.push("caps.pids_max must be at least 1".to_string());
         }
@@ -361,7 +397,8 @@ mod tests {
         let c = Config::from_toml("").expect("defaults");
         assert!(c.caps.enabled);
         assert_eq!(c.caps.memory_max, Some(ByteSize::mib(512)));
-        let c = Config::from_toml("[caps]\nmemory_max = \"none\"\ncpu_max = 0.5\npids_max = 64").expect("valid");
+        let c =
+            Config::from_toml("[caps]\nmemory_max = \"none\"\ncpu_max = 0.5\npids_max = 64").expect("valid");
         assert_eq!(c.caps.memory_max, None);
         assert_eq!((c.caps.cpu_max, c.caps.pids_max), (0.5, 64));
         assert!(Config::from_toml("[caps]\nmemory_max = \"lots\"").is_err());

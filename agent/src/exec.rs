@@ -4,6 +4,7 @@
 pub mod executor;
 pub mod layout;
 pub mod output;
+pub mod retention;
 mod spawn;
 
 pub use executor::{ExecError, Executor, ExecutorConfig, StartRequest, Started};

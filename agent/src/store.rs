@@ -19,6 +19,8 @@ const EXECUTIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("execu
 const ACTIVE: TableDefinition<'_, &str, u8> = TableDefinition::new("active");
 const IDEMPOTENCY: TableDefinition<'_, &str, &str> = TableDefinition::new("idempotency");
 const META: TableDefinition<'_, &str, &str> = TableDefinition::new("meta");
+/// Finished executions whose output is not compressed yet: id → end (unix ms).
+const TO_COMPRESS: TableDefinition<'_, &str, u64> = TableDefinition::new("to_compress");
 
 /// Bumped when the stored format changes incompatibly.
 const SCHEMA_VERSION: &str = "1";
@@ -37,12 +39,20 @@ pub enum StoreError {
     Schema { path: PathBuf, found: String },
     #[error("history database error: {0}")]
     Db(String),
+    #[error("the data folder is full, the history cannot grow: {0}")]
+    Full(String),
     #[error("the history writer has stopped")]
     Closed,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Db(e.to_string())
+    let text = e.to_string();
+    // redb's errors wrap the io::Error; its text is the stable part here.
+    if text.contains("No space left on device") || text.contains("Disk quota exceeded") {
+        StoreError::Full(text)
+    } else {
+        StoreError::Db(text)
+    }
 }
 
 /// What creating an execution found.
@@ -163,6 +173,80 @@ impl Store {
         Ok((out, false))
     }
 
+    /// Finished executions that ended before `before_ms` and whose output
+    /// is not compressed yet, oldest first.
+    pub fn to_compress(&self, before_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(TO_COMPRESS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(db_err)? {
+            let (k, v) = item.map_err(db_err)?;
+            if v.value() < before_ms {
+                out.push(k.value().to_owned());
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that an execution's output is now compressed.
+    pub fn mark_compressed(&self, id: &str) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
+            let current = execs.get(id).map_err(db_err)?.map(|v| decode(v.value())).transpose()?;
+            if let Some(mut rec) = current {
+                rec.compressed = true;
+                let bytes = serde_json::to_vec(&rec).map_err(db_err)?;
+                execs.insert(id, bytes.as_slice()).map_err(db_err)?;
+            }
+            txn.open_table(TO_COMPRESS).map_err(db_err)?.remove(id).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Deletes up to `limit` finished executions whose id sorts before
+    /// `cutoff` (ids are time-ordered), with their idempotency keys; returns
+    /// their ids so their folders can go too. Live executions are never pruned.
+    pub fn prune_before(&self, cutoff: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut pruned = Vec::new();
+        {
+            let mut execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
+            let active = txn.open_table(ACTIVE).map_err(db_err)?;
+            let mut idem = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+            let mut to_compress = txn.open_table(TO_COMPRESS).map_err(db_err)?;
+            let mut victims = Vec::new();
+            for item in execs.range::<&str>(..cutoff).map_err(db_err)? {
+                let (k, v) = item.map_err(db_err)?;
+                let id = k.value().to_owned();
+                if active.get(id.as_str()).map_err(db_err)?.is_some() {
+                    continue;
+                }
+                victims.push((id, decode(v.value())?));
+                if victims.len() == limit {
+                    break;
+                }
+            }
+            for (id, rec) in victims {
+                execs.remove(id.as_str()).map_err(db_err)?;
+                to_compress.remove(id.as_str()).map_err(db_err)?;
+                if !rec.idempotency_key.is_empty() {
+                    let key = idem_key(&rec);
+                    let owner = idem.get(key.as_str()).map_err(db_err)?.map(|v| v.value() == id);
+                    if owner == Some(true) {
+                        idem.remove(key.as_str()).map_err(db_err)?;
+                    }
+                }
+                pruned.push(id);
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(pruned)
+    }
+
     /// Every execution id in the history (for the startup sweep).
     pub fn contains(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.get(id)?.is_some())
@@ -211,6 +295,7 @@ fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
         txn.open_table(EXECUTIONS).map_err(db_err)?;
         txn.open_table(ACTIVE).map_err(db_err)?;
         txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+        txn.open_table(TO_COMPRESS).map_err(db_err)?;
     }
     txn.commit().map_err(db_err)
 }
@@ -247,14 +332,14 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Op>) {
                     let r = match (&failure, outcome) {
                         (None, Some(Some(existing))) => Ok(Created::Existing(Box::new(existing))),
                         (None, _) => Ok(Created::New),
-                        (Some(f), _) => Err(StoreError::Db(f.clone())),
+                        (Some(f), _) => Err(db_err(f)),
                     };
                     let _ = reply.send(r);
                 }
                 Op::Put { reply, .. } => {
                     let _ = reply.send(match &failure {
                         None => Ok(()),
-                        Some(f) => Err(StoreError::Db(f.clone())),
+                        Some(f) => Err(db_err(f)),
                     });
                 }
             }
@@ -271,6 +356,7 @@ fn apply(db: &Database, ops: &[Op]) -> Result<Vec<Option<ExecRecord>>, StoreErro
         let mut execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
         let mut active = txn.open_table(ACTIVE).map_err(db_err)?;
         let mut idem = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+        let mut to_compress = txn.open_table(TO_COMPRESS).map_err(db_err)?;
         for op in ops {
             let (rec, is_create) = match op {
                 Op::Create { rec, .. } => (rec, true),
@@ -296,6 +382,10 @@ fn apply(db: &Database, ops: &[Op]) -> Result<Vec<Option<ExecRecord>>, StoreErro
             execs.insert(rec.id.as_str(), bytes.as_slice()).map_err(db_err)?;
             if rec.state.is_terminal() {
                 active.remove(rec.id.as_str()).map_err(db_err)?;
+                if !rec.compressed {
+                    let ended = rec.ended_at_ms.unwrap_or(rec.created_at_ms);
+                    to_compress.insert(rec.id.as_str(), ended).map_err(db_err)?;
+                }
             } else {
                 active.insert(rec.id.as_str(), 1).map_err(db_err)?;
             }
@@ -372,6 +462,33 @@ mod tests {
         let q = Query { limit: 10, since_ms: Some(1005), until_ms: Some(1008), ..Default::default() };
         let (page, _) = s.list(&q).expect("list");
         assert_eq!(page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["07", "06", "05"]);
+    }
+
+    #[tokio::test]
+    async fn compression_queue_and_pruning() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&d.path().join("h.redb")).expect("open");
+        for i in 0..5u64 {
+            let mut r = rec(&format!("{i:02}"), &format!("k{i}"));
+            s.create(r.clone()).await.expect("create");
+            if i < 4 {
+                r.state = ExecState::Succeeded;
+                r.ended_at_ms = Some(100 + i);
+                s.put(r).await.expect("put");
+            }
+        }
+        assert_eq!(s.to_compress(102, 10).expect("q"), ["00", "01"]);
+        s.mark_compressed("00").expect("mark");
+        assert_eq!(s.to_compress(1000, 10).expect("q"), ["01", "02", "03"]);
+        assert!(s.get("00").expect("get").is_some_and(|r| r.compressed));
+        // "04" is live: never pruned even though it is older than the cutoff.
+        assert_eq!(s.prune_before("99", 2).expect("prune"), ["00", "01"]);
+        assert_eq!(s.prune_before("99", 10).expect("prune"), ["02", "03"]);
+        assert!(s.prune_before("99", 10).expect("prune").is_empty());
+        assert!(s.get("04").expect("get").is_some());
+        assert!(s.to_compress(1000, 10).expect("q").is_empty());
+        // A pruned execution's idempotency key is free again.
+        assert!(matches!(s.create(rec("05", "k1")).await, Ok(Created::New)));
     }
 
     #[test]

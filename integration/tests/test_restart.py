@@ -42,7 +42,16 @@ def test_kill9_of_the_agent_interrupts_nothing(agent):
 
 def test_an_action_that_ends_while_the_agent_is_down_is_recorded(agent):
     s = stub_for(agent)
+    eid = execute(s, "sleep", ticks=1, interval="0.5")
+    wait_until((agent.data_dir / "executions" / eid / "supervisor.pid").exists, 10, "the supervisor")
+    agent.kill9()
+    time.sleep(1.0)
+    agent.start()
+    e = wait_state(stub_for(agent), eid)
+    assert e.state == pb.STATE_SUCCEEDED and e.exit_code == 0
+    s = stub_for(agent)
     eid = execute(s, "fail", code=3)
+    wait_until((agent.data_dir / "executions" / eid / "child.pid").exists, 10, "the action")
     agent.kill9()
     time.sleep(0.5)
     agent.start()

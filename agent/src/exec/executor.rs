@@ -40,6 +40,8 @@ pub struct ExecutorConfig {
     pub cgroup_name: String,
     /// Caps of actions whose pack sets none.
     pub default_limits: Limits,
+    /// Free space the data folder must keep for a new execution to start.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,10 @@ pub enum ExecError {
     KeyReused(String),
     #[error("no execution {0:?}")]
     NotFound(String),
+    #[error(
+        "the data folder {path} has {free} bytes free; new executions need {min} (limits.min_free_bytes)"
+    )]
+    DiskFull { path: String, free: u64, min: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("execution folder: {0}")]
@@ -111,6 +117,15 @@ impl Executor {
         let bound = req.action.bind(&req.args, self.inner.cfg.arg_limits)?;
         let timeout = req.action.timeout(req.timeout, self.inner.cfg.default_timeout);
         let request_hash = request_hash(&req, timeout);
+        if let Some(free) = free_bytes(&self.inner.layout.root) {
+            if free < self.inner.cfg.min_free_bytes {
+                return Err(ExecError::DiskFull {
+                    path: self.inner.layout.root.display().to_string(),
+                    free,
+                    min: self.inner.cfg.min_free_bytes,
+                });
+            }
+        }
         let running = self.running();
         if running >= self.inner.cfg.max_running {
             return Err(ExecError::Busy { running, limit: self.inner.cfg.max_running });
@@ -244,8 +259,17 @@ impl Executor {
 
     async fn end(&self, rec: ExecRecord) {
         let id = rec.id.clone();
-        if let Err(e) = self.inner.store.put(rec.clone()).await {
-            tracing::error!(error = %e, "cannot record the end of the execution");
+        // Until the end is stored (a full disk may refuse it for a while),
+        // the record stays live in memory with its final state.
+        let mut wait = Duration::from_millis(200);
+        while let Err(e) = self.inner.store.put(rec.clone()).await {
+            tracing::error!(error = %e, retry_in = ?wait, "cannot record the end of the execution");
+            if matches!(e, StoreError::Closed) {
+                break;
+            }
+            self.publish(&rec);
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
         }
         // Published after the write, so a follower that sees the end can
         // also read it from the history.
@@ -318,7 +342,9 @@ impl Executor {
         for rec in active {
             let dir = self.inner.layout.dir(&rec.id);
             let span = tracing::info_span!("execution", id = %rec.id, caller = %rec.caller, pack = %rec.pack, action = %rec.action);
-            let supervisor = dir.supervisor().filter(PidFile::is_alive);
+            // The pid file is written just after the spawn: a supervisor
+            // started right before a crash is found by its command line.
+            let supervisor = dir.supervisor().or_else(|| find_supervisor(&dir)).filter(PidFile::is_alive);
             let (tx, _) = watch::channel(rec.clone());
             self.live().insert(rec.id.clone(), tx);
             match supervisor {
@@ -341,11 +367,13 @@ impl Executor {
                     let mut rec = rec;
                     if dir.has_exit() {
                         apply_exit(&mut rec, dir.read_exit());
+                    } else if !dir.path(layout::OUTPUT).exists() && !dir.path(layout::CHILD_PID).exists() {
+                        // No supervisor ever ran it: it is known not to have run.
+                        rec.state = ExecState::Failed;
+                        rec.error = "the agent stopped before the action was started; it did not run".into();
+                        rec.ended_at_ms = Some(unix_ms(SystemTime::now()));
                     } else {
                         apply_exit(&mut rec, None);
-                        if rec.supervisor_pid == 0 {
-                            rec.error = "the agent stopped before the action was started".into();
-                        }
                     }
                     tracing::info!(state = rec.state.as_str(), "recovered");
                     drop(_g);
@@ -374,6 +402,22 @@ impl Executor {
         }
         Ok(n)
     }
+}
+
+/// The live `bolt-agent supervise <dir>` process of an execution, by its
+/// command line.
+fn find_supervisor(dir: &ExecDir) -> Option<PidFile> {
+    let want = format!("supervise\0{}\0", dir.0.display());
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        String::from_utf8_lossy(&cmdline).contains(&want).then(|| PidFile::of(pid)).flatten()
+    })
+}
+
+/// Free bytes for unprivileged users on the file system holding `path`.
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    rustix::fs::statvfs(path).ok().map(|s| s.f_bavail * s.f_frsize)
 }
 
 /// Turns the supervisor's exit record into the final state.

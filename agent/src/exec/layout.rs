@@ -4,7 +4,8 @@
 //! - `spec.json`      what to run (written by the agent before spawning);
 //! - `supervisor.pid` `pid starttime` of the supervisor;
 //! - `child.pid`      `pid starttime` of the action's first process;
-//! - `output.log`     the output, as records (see [`RecordHeader`]);
+//! - `output.log`     the output, as records (see [`RecordHeader`]), and
+//!   once compressed `output.log.zst` (the same bytes, zstd);
 //! - `kill.json`      a kill request (grace, who), then SIGTERM to the supervisor;
 //! - `exit.json`      the outcome, written last and atomically: its presence
 //!   means the execution is over.
@@ -24,6 +25,8 @@ pub const SPEC: &str = "spec.json";
 pub const SUPERVISOR_PID: &str = "supervisor.pid";
 pub const CHILD_PID: &str = "child.pid";
 pub const OUTPUT: &str = "output.log";
+/// The output once compressed (zstd of the same records).
+pub const OUTPUT_ZST: &str = "output.log.zst";
 pub const KILL: &str = "kill.json";
 pub const EXIT: &str = "exit.json";
 

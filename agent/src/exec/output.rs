@@ -4,8 +4,8 @@
 
 use std::{
     fs::File,
-    io::{self, ErrorKind},
-    os::unix::fs::FileExt,
+    io::{self, ErrorKind, Read},
+    os::unix::fs::{FileExt, OpenOptionsExt},
     path::Path,
     time::Duration,
 };
@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{
-    layout::{RecordHeader, OUTPUT, OUTPUT_MAGIC},
+    layout::{RecordHeader, OUTPUT, OUTPUT_MAGIC, OUTPUT_ZST},
     Executor,
 };
 use crate::store::ExecRecord;
@@ -31,9 +31,114 @@ pub struct Chunk {
     pub data: Vec<u8>,
 }
 
-/// A cursor over the records of one output file. A record the supervisor
-/// is still writing is left for the next call.
-pub struct OutputReader {
+/// A cursor over an execution's output, plain (`output.log`, possibly still
+/// growing) or compressed once finished (`output.log.zst`).
+pub enum OutputReader {
+    Plain(PlainReader),
+    Zstd(ZstdReader),
+}
+
+impl OutputReader {
+    /// Opens whichever form the output has, at logical offset `from`.
+    pub fn open_dir(dir: &Path, from: u64) -> io::Result<Self> {
+        match PlainReader::open(&dir.join(OUTPUT), from) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                ZstdReader::open(&dir.join(OUTPUT_ZST), from).map(Self::Zstd)
+            }
+            other => other.map(Self::Plain),
+        }
+    }
+
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        match self {
+            Self::Plain(r) => r.next_chunk(),
+            Self::Zstd(r) => r.next_chunk(),
+        }
+    }
+
+    /// Logical offset of the next byte to read.
+    pub fn position(&self) -> u64 {
+        match self {
+            Self::Plain(r) => r.logical,
+            Self::Zstd(r) => r.logical,
+        }
+    }
+}
+
+/// Records in a finished, compressed output: read front to back.
+pub struct ZstdReader {
+    dec: zstd::stream::read::Decoder<'static, std::io::BufReader<File>>,
+    logical: u64,
+    target: u64,
+}
+
+/// Largest record accepted from a file (the supervisor writes at most 64 KiB).
+const MAX_RECORD: u32 = 16 << 20;
+
+impl ZstdReader {
+    pub fn open(path: &Path, from: u64) -> io::Result<Self> {
+        let mut dec = zstd::stream::read::Decoder::new(File::open(path)?)?;
+        let mut magic = [0u8; 8];
+        dec.read_exact(&mut magic)?;
+        if &magic != OUTPUT_MAGIC {
+            return Err(io::Error::new(ErrorKind::InvalidData, "not a Bolt output file"));
+        }
+        Ok(Self { dec, logical: 0, target: from })
+    }
+
+    pub fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        loop {
+            let mut b = [0u8; RecordHeader::SIZE];
+            match self.dec.read_exact(&mut b) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            let h = RecordHeader::decode(&b).filter(|h| h.len <= MAX_RECORD).ok_or_else(|| {
+                io::Error::new(ErrorKind::InvalidData, "bad record header in compressed output")
+            })?;
+            let len = u64::from(h.len);
+            let mut data = vec![0u8; h.len as usize];
+            self.dec.read_exact(&mut data)?;
+            let start = self.target.saturating_sub(self.logical).min(len);
+            let offset = self.logical + start;
+            self.logical += len;
+            self.target = self.target.max(self.logical);
+            if start == len {
+                continue;
+            }
+            data.drain(..start as usize);
+            return Ok(Some(Chunk { stream: h.stream, offset, time_ms: h.time_ms, data }));
+        }
+    }
+}
+
+/// Compresses a finished execution's `output.log` into `output.log.zst`
+/// (temp file, fsync, rename), then removes the plain file. Readers that
+/// have the plain file open keep reading it. Returns (plain, compressed) sizes.
+pub fn compress(dir: &Path) -> io::Result<(u64, u64)> {
+    let plain = dir.join(OUTPUT);
+    let tmp = dir.join(format!(".{OUTPUT_ZST}.tmp"));
+    let mut input = File::open(&plain)?;
+    let before = input.metadata()?.len();
+    {
+        let out =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+        std::io::copy(&mut input, &mut enc)?;
+        let out = enc.finish()?;
+        out.sync_all()?;
+    }
+    let after = std::fs::metadata(&tmp)?.len();
+    std::fs::rename(&tmp, dir.join(OUTPUT_ZST))?;
+    File::open(dir)?.sync_all()?;
+    std::fs::remove_file(&plain)?;
+    Ok((before, after))
+}
+
+/// A cursor over the records of one plain output file. A record the
+/// supervisor is still writing is left for the next call.
+pub struct PlainReader {
     file: File,
     /// File position of the next record header.
     pos: u64,
@@ -43,7 +148,7 @@ pub struct OutputReader {
     skip: u64,
 }
 
-impl OutputReader {
+impl PlainReader {
     /// Opens the file and moves to logical offset `from` (or its end, if the
     /// output is shorter so far).
     pub fn open(path: &Path, from: u64) -> io::Result<Self> {
@@ -191,7 +296,6 @@ async fn pump(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FollowError> {
     let dir = executor.layout().dir(id);
-    let path = dir.path(OUTPUT);
     let io_err = |source| FollowError::Io { id: id.to_owned(), source };
     let mut live = executor.subscribe(id);
     let mut changes = if follow && live.is_some() { watch_dir(&dir.0) } else { None };
@@ -201,7 +305,7 @@ async fn pump(
         // Whether it had ended before this pass: then this pass reads all.
         let ended = live.as_ref().is_none_or(|rx| rx.borrow().state.is_terminal());
         if reader.is_none() {
-            match OutputReader::open(&path, offset) {
+            match OutputReader::open_dir(&dir.0, offset) {
                 Ok(r) => reader = Some(r),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(e)),
@@ -217,7 +321,7 @@ async fn pump(
         }
         if ended {
             let rec = executor.get(id)?.ok_or_else(|| FollowError::NotFound(id.to_owned()))?;
-            let end = reader.as_ref().map_or(0, |r| r.logical);
+            let end = reader.as_ref().map_or(0, OutputReader::position);
             let _ = tx.send(Ok(Item::End(Box::new(rec), end))).await;
             return Ok(());
         }
@@ -269,7 +373,7 @@ mod tests {
         }
     }
 
-    fn all(r: &mut OutputReader) -> Vec<Chunk> {
+    fn all(r: &mut PlainReader) -> Vec<Chunk> {
         let mut v = Vec::new();
         while let Some(c) = r.next_chunk().expect("read") {
             v.push(c);
@@ -282,16 +386,16 @@ mod tests {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path().join("output.log");
         write_log(&p, &[(STREAM_STDOUT, b"hello "), (STREAM_STDERR, b"oops"), (STREAM_STDOUT, b"world")]);
-        let c = all(&mut OutputReader::open(&p, 0).expect("open"));
+        let c = all(&mut PlainReader::open(&p, 0).expect("open"));
         assert_eq!(
             c.iter().map(|c| (c.stream, c.offset, c.data.as_slice())).collect::<Vec<_>>(),
             [(STREAM_STDOUT, 0, &b"hello "[..]), (STREAM_STDERR, 6, b"oops"), (STREAM_STDOUT, 10, b"world")]
         );
-        let c = all(&mut OutputReader::open(&p, 8).expect("open"));
+        let c = all(&mut PlainReader::open(&p, 8).expect("open"));
         assert_eq!((c[0].offset, c[0].data.as_slice()), (8, &b"ps"[..]));
         assert_eq!(c.len(), 2);
-        assert!(all(&mut OutputReader::open(&p, 15).expect("open")).is_empty());
-        assert!(all(&mut OutputReader::open(&p, 99).expect("open")).is_empty());
+        assert!(all(&mut PlainReader::open(&p, 15).expect("open")).is_empty());
+        assert!(all(&mut PlainReader::open(&p, 99).expect("open")).is_empty());
     }
 
     #[test]
@@ -303,7 +407,7 @@ mod tests {
         let h = RecordHeader { stream: STREAM_STDOUT, len: 3, time_ms: 1 };
         f.write_all(&h.encode()).expect("header");
         f.write_all(b"t").expect("partial");
-        let mut r = OutputReader::open(&p, 0).expect("open");
+        let mut r = PlainReader::open(&p, 0).expect("open");
         assert_eq!(all(&mut r).len(), 1);
         f.write_all(b"wo").expect("rest");
         let c = all(&mut r);
@@ -311,11 +415,43 @@ mod tests {
     }
 
     #[test]
+    fn compressed_output_reads_the_same_from_any_offset() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join(OUTPUT);
+        let body: Vec<u8> = (0..5000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+        let records: Vec<(u8, &[u8])> = body.chunks(1000).map(|c| (STREAM_STDOUT, c)).collect();
+        write_log(&p, &records);
+        let mut before = Vec::new();
+        let mut r = OutputReader::open_dir(d.path(), 0).expect("plain");
+        while let Some(c) = r.next_chunk().expect("read") {
+            before.push(c);
+        }
+        let (plain, packed) = compress(d.path()).expect("compress");
+        assert!(!p.exists() && packed * 4 < plain, "{plain} -> {packed}");
+        for from in [0u64, 1, 999, 1000, 12345, body.len() as u64] {
+            let mut r = OutputReader::open_dir(d.path(), from).expect("zstd");
+            assert!(matches!(r, OutputReader::Zstd(_)));
+            let mut got = Vec::new();
+            let mut first = None;
+            while let Some(c) = r.next_chunk().expect("read") {
+                first.get_or_insert(c.offset);
+                got.extend_from_slice(&c.data);
+            }
+            assert_eq!(got, body[from as usize..], "from {from}");
+            if from < body.len() as u64 {
+                assert_eq!(first, Some(from));
+            }
+            assert_eq!(r.position(), body.len() as u64);
+        }
+        assert_eq!(before.iter().map(|c| c.data.len()).sum::<usize>(), body.len());
+    }
+
+    #[test]
     fn an_empty_file_is_read_later() {
         let d = tempfile::tempdir().expect("tempdir");
         let p = d.path().join("output.log");
         std::fs::write(&p, b"").expect("create");
-        let mut r = OutputReader::open(&p, 2).expect("open");
+        let mut r = PlainReader::open(&p, 2).expect("open");
         assert!(r.next_chunk().expect("read").is_none());
         write_log(&p, &[(STREAM_STDOUT, b"abcd")]);
         let c = all(&mut r);

@@ -66,4 +66,6 @@ pub struct ExecRecord {
     pub error: String,
     pub killed_by: String,
     pub supervisor_pid: u32,
+    /// The output is stored as `output.log.zst`.
+    pub compressed: bool,
 }

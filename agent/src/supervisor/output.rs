@@ -19,6 +19,8 @@ pub struct OutputWriter {
     pub truncated: bool,
     /// Set once a write failed (full disk): nothing more is written.
     broken: bool,
+    /// Length of the file up to the last whole record.
+    good_len: u64,
 }
 
 impl OutputWriter {
@@ -32,7 +34,17 @@ impl OutputWriter {
         if file.metadata()?.len() == 0 {
             file.write_all(OUTPUT_MAGIC)?;
         }
-        Ok(Self { file, max, kept: 0, stdout_bytes: 0, stderr_bytes: 0, truncated: false, broken: false })
+        let good_len = file.metadata()?.len();
+        Ok(Self {
+            file,
+            max,
+            kept: 0,
+            stdout_bytes: 0,
+            stderr_bytes: 0,
+            truncated: false,
+            broken: false,
+            good_len,
+        })
     }
 
     /// Records bytes the action wrote to `stream`.
@@ -70,11 +82,24 @@ impl OutputWriter {
     fn record(&mut self, stream: u8, data: &[u8]) {
         let header =
             RecordHeader { stream, len: data.len() as u32, time_ms: unix_ms(SystemTime::now()) }.encode();
-        if let Err(e) = write_all_vectored(&mut self.file, &header, data) {
-            // A full disk: keep the action running, keep counting, stop writing.
-            self.broken = true;
-            self.truncated = true;
-            let _ = e;
+        match write_all_vectored(&mut self.file, &header, data) {
+            Ok(()) => self.good_len += (header.len() + data.len()) as u64,
+            Err(_) => {
+                // A full disk: cut the half-written record so readers never
+                // see one, keep the action running and counting, stop writing.
+                let _ = self.file.set_len(self.good_len);
+                self.broken = true;
+                self.truncated = true;
+            }
+        }
+    }
+
+    /// After a write failed (full disk), one more try to leave a visible
+    /// marker at the end of the output, in case space came back.
+    pub fn finish_notice(&mut self) {
+        if self.broken {
+            self.broken = false;
+            self.record(STREAM_SYSTEM, b"[bolt] output truncated: the data folder was full\n");
         }
     }
 

@@ -38,6 +38,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Poll period while waiting for leftover processes to die.
 const TICK: Duration = Duration::from_millis(50);
 const BUF: usize = 64 * 1024;
+/// How long the supervisor keeps trying to record the outcome.
+const EXIT_WRITE_PATIENCE: Duration = Duration::from_secs(24 * 3600);
 
 pub fn supervise(dir: &ExecDir) -> u8 {
     let started = SystemTime::now();
@@ -384,6 +386,7 @@ impl Supervisor<'_> {
             }
             cg.remove(Duration::from_secs(2));
         }
+        self.out.finish_notice();
         self.out.sync();
         let rec = ExitRecord {
             outcome: self.outcome,
@@ -400,9 +403,19 @@ impl Supervisor<'_> {
             truncated: self.out.truncated,
         };
         let _ = fs::remove_file(self.dir.path(KILL));
-        match write_json(&self.dir.path(EXIT), &rec) {
-            Ok(()) => 0,
-            Err(_) => 74,
+        // A full data folder refuses exit.json for a while: keep trying, the
+        // agent sees the execution RUNNING meanwhile and nothing is lost.
+        let mut wait = Duration::from_millis(100);
+        let give_up = Instant::now() + EXIT_WRITE_PATIENCE;
+        loop {
+            match write_json(&self.dir.path(EXIT), &rec) {
+                Ok(()) => return 0,
+                Err(_) if Instant::now() < give_up => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                Err(_) => return 74,
+            }
         }
     }
 }
