@@ -86,3 +86,21 @@ bench: release venv
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(ROOT)/.tools $(DEV)
+
+# --- Debian package ---------------------------------------------------------
+
+# cargo-deb, pinned, installed from crates.io into .tools/ (about 40 s on 2 cores).
+CARGO_DEB_VERSION := 3.8.0
+CARGO_DEB := $(ROOT)/.tools/cargo-deb-$(CARGO_DEB_VERSION)/bin/cargo-deb
+
+.PHONY: deb cargo-deb
+cargo-deb: $(CARGO_DEB)
+
+$(CARGO_DEB):
+	$(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked \
+	    --root $(ROOT)/.tools/cargo-deb-$(CARGO_DEB_VERSION)
+
+# Release build + target/debian/bolt-agent_<version>_<arch>.deb (binary, unit,
+# /etc/bolt/agent.toml as a conffile, example packs; see packaging/).
+deb: $(CARGO_DEB)
+	$(CARGO_DEB) -p bolt-agent --locked --output $(ROOT)/target/debian/

@@ -3,14 +3,8 @@ child processes, stubs generated from proto/ at session start."""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -42,27 +36,6 @@ def _generate_stubs() -> None:
 
 _generate_stubs()
 sys.path.insert(0, str(GEN))
-
-
-def _become_subreaper() -> None:
-    """Orphaned supervisors reparent to this process, which reaps them, so
-    finished supervisors never linger as zombies during the tests."""
-    PR_SET_CHILD_SUBREAPER = 36
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except OSError:
-        return
-
-    def reap() -> None:
-        while True:
-            time.sleep(0.2)
-            try:
-                while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                    pass
-            except ChildProcessError:
-                pass
-
-    threading.Thread(target=reap, daemon=True).start()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -109,4 +82,3 @@ def stub(agent: Agent):  # type: ignore[no-untyped-def]
     ch.close()
 
 
-_become_subreaper()

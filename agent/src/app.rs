@@ -65,8 +65,9 @@ impl App {
         let tls_files = TlsFiles::new(&c.tls_dir);
         let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
 
+        let parents = crate::caps::own_paths();
         let (caps_mode, why) = if c.caps.enabled {
-            crate::caps::probe(&c.caps.cgroup_name)
+            crate::caps::probe(&parents, &c.caps.cgroup_name)
         } else {
             (crate::caps::CapsMode::None, Some("disabled by caps.enabled = false".to_owned()))
         };
@@ -76,7 +77,16 @@ impl App {
                 tracing::warn!(reason = %why, "resource caps NOT enforced: rlimits and niceness only")
             }
         }
-        let executor = Executor::new(self.executor_config(caps_mode)?, store, layout);
+        if caps_mode != crate::caps::CapsMode::None {
+            let cap = c.agent.memory_max.map(|m| m.as_u64());
+            match crate::caps::cage_agent(&parents, &c.caps.cgroup_name, cap) {
+                Ok(_) => tracing::info!(memory_max = cap, "agent moved into its own cgroup"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "agent stays in its cgroup; agent.memory_max not applied")
+                }
+            }
+        }
+        let executor = Executor::new(self.executor_config(caps_mode, parents)?, store, layout);
         executor.recover().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         crate::exec::retention::spawn(
@@ -160,7 +170,11 @@ impl App {
         Ok(())
     }
 
-    fn executor_config(&self, caps_mode: crate::caps::CapsMode) -> Result<ExecutorConfig, AppError> {
+    fn executor_config(
+        &self,
+        caps_mode: crate::caps::CapsMode,
+        cgroup_parents: crate::caps::Parents,
+    ) -> Result<ExecutorConfig, AppError> {
         let c = &self.config;
         let mut base_env = vec![
             ("PATH".to_owned(), c.exec.path.clone()),
@@ -185,6 +199,7 @@ impl App {
             base_env,
             self_exe: self_exe().map_err(AppError::SelfExe)?,
             caps_mode,
+            cgroup_parents,
             min_free_bytes: c.limits.min_free_bytes.as_u64(),
             cgroup_name: c.caps.cgroup_name.clone(),
             default_limits: crate::caps::Limits {

@@ -50,10 +50,17 @@ pub struct Limits {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CapsSpec {
     /// Relative name of the execution's cgroup ("bolt/<id>"), below the
-    /// supervisor's own cgroup in each hierarchy; None without cgroups.
+    /// agent's original cgroups (`parents`); None without cgroups.
     pub cgroup: Option<String>,
     pub limits: Limits,
+    /// The agent's cgroup in each hierarchy when it started (controller →
+    /// path; "" for v2), the base of every cgroup Bolt makes.
+    #[serde(default)]
+    pub parents: Parents,
 }
+
+/// Controller name → cgroup path ("" is the v2 hierarchy).
+pub type Parents = HashMap<String, String>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapsError {
@@ -65,7 +72,7 @@ pub enum CapsError {
 
 /// Our own cgroup path in each v1 hierarchy (controller name → path), or
 /// the v2 path under "".
-fn own_paths() -> HashMap<String, String> {
+pub fn own_paths() -> Parents {
     let mut out = HashMap::new();
     if let Ok(text) = fs::read_to_string("/proc/self/cgroup") {
         for line in text.lines() {
@@ -91,18 +98,18 @@ pub struct ExecCgroup {
 }
 
 impl ExecCgroup {
-    /// Creates `name` below this process's cgroups with `limits`. Every
+    /// Creates `name` below the `parents` cgroups with `limits`. Every
     /// controller a limit needs must be there, or it is an error.
-    pub fn create(name: &str, limits: &Limits) -> Result<Self, CapsError> {
+    pub fn create(parents: &Parents, name: &str, limits: &Limits) -> Result<Self, CapsError> {
         let hier = hierarchies::auto();
         let v2 = hier.v2();
         let err = |message: String| CapsError::Cgroup { path: name.to_owned(), message };
         let cg = if v2 {
-            let base = own_paths().get("").cloned().unwrap_or_default();
+            let base = parents.get("").cloned().unwrap_or_default();
             let path = format!("{}/{name}", base.trim_start_matches('/').trim_end_matches('/'));
             Cgroup::new(hier, path.trim_start_matches('/')).map_err(|e| err(e.to_string()))?
         } else {
-            Cgroup::new_with_relative_paths(hier, name, own_paths()).map_err(|e| err(e.to_string()))?
+            Cgroup::new_with_relative_paths(hier, name, parents.clone()).map_err(|e| err(e.to_string()))?
         };
         let mut this = Self { v2, procs_files: Vec::new(), memory_dir: None, cpuacct_dir: None, cg };
         for sub in this.cg.subsystems() {
@@ -129,7 +136,8 @@ impl ExecCgroup {
         Ok(this)
     }
 
-    fn apply(&self, limits: &Limits) -> Result<(), CapsError> {
+    /// Sets the limits (a `None` leaves that resource as it is).
+    pub fn apply(&self, limits: &Limits) -> Result<(), CapsError> {
         let err = |what: &str, e: cgroups_rs::fs::error::Error| CapsError::Cgroup {
             path: self.cg.path().to_owned(),
             message: format!("{what}: {e}"),
@@ -149,6 +157,14 @@ impl ExecCgroup {
         if let Some(n) = limits.pids_max {
             let pids: &PidController = self.cg.controller_of().ok_or(CapsError::Missing("pids"))?;
             pids.set_pid_max(MaxValue::Value(n as i64)).map_err(|e| err("pids limit", e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the calling process into this cgroup (every hierarchy).
+    pub fn enter(&self) -> std::io::Result<()> {
+        for p in &self.procs_files {
+            fs::write(p, b"0")?;
         }
         Ok(())
     }
@@ -228,12 +244,42 @@ fn read_u64(path: &Path) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Where the agent and the supervisors live: leaves beside `<base>`, which
+/// holds the executions. Leaves keep cgroup v2's rule that only leaves
+/// hold processes, and let the agent cap itself without capping actions.
+pub fn agent_cgroup(base: &str) -> String {
+    format!("{base}-agent")
+}
+
+pub fn supervisors_cgroup(base: &str) -> String {
+    format!("{base}-supervisors")
+}
+
+/// Moves the agent into its own leaf, with a memory cap if given.
+/// The leaf is entered before its limit is set: on cgroup v2 the parent
+/// must hold no process before controllers can be enabled below it.
+pub fn cage_agent(parents: &Parents, base: &str, memory_max: Option<u64>) -> Result<ExecCgroup, CapsError> {
+    let cg = ExecCgroup::create(parents, &agent_cgroup(base), &Limits::default())?;
+    cg.enter().map_err(|e| CapsError::Cgroup {
+        path: agent_cgroup(base),
+        message: format!("cannot move the agent: {e}"),
+    })?;
+    cg.apply(&Limits { memory_max, ..Default::default() })?;
+    Ok(cg)
+}
+
+/// Moves a supervisor out of the agent's leaf (and so out of its cap).
+pub fn leave_agent(parents: &Parents, base: &str) -> Result<(), CapsError> {
+    let cg = ExecCgroup::create(parents, &supervisors_cgroup(base), &Limits::default())?;
+    cg.enter().map_err(|e| CapsError::Cgroup { path: supervisors_cgroup(base), message: e.to_string() })
+}
+
 /// What the host offers: tries to create (and removes) a cgroup named
 /// `<base>/probe-<pid>` with every controller the caps use.
-pub fn probe(base: &str) -> (CapsMode, Option<String>) {
+pub fn probe(parents: &Parents, base: &str) -> (CapsMode, Option<String>) {
     let name = format!("{base}/probe-{}", std::process::id());
     let limits = Limits { memory_max: Some(1 << 30), cpu_max: Some(1.0), pids_max: Some(1 << 16) };
-    let result = ExecCgroup::create(&name, &limits);
+    let result = ExecCgroup::create(parents, &name, &limits);
     let mode = match &result {
         Ok(cg) if cg.v2 => CapsMode::Cgroup2,
         Ok(_) => CapsMode::Cgroup1,

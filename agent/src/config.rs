@@ -46,6 +46,7 @@ pub struct Config {
     pub packs: PacksConfig,
     pub caps: CapsConfig,
     pub history: HistoryConfig,
+    pub agent: AgentConfig,
     pub authz: AuthzConfig,
     pub log: LogConfig,
 }
@@ -63,6 +64,7 @@ impl Default for Config {
             packs: PacksConfig::default(),
             caps: CapsConfig::default(),
             history: HistoryConfig::default(),
+            agent: AgentConfig::default(),
             authz: AuthzConfig::default(),
             log: LogConfig::default(),
         }
@@ -217,6 +219,25 @@ fn size_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ByteSiz
     text.parse::<ByteSize>().map(Some).map_err(serde::de::Error::custom)
 }
 
+/// The agent's own footprint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Niceness of the agent itself (its supervisors and actions use
+    /// exec.nice).
+    pub nice: i32,
+    /// Memory cap of the agent process alone (its own cgroup leaf; actions
+    /// and supervisors are not counted); "none" for no cap.
+    #[serde(deserialize_with = "size_or_none")]
+    pub memory_max: Option<ByteSize>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self { nice: 5, memory_max: Some(ByteSize::mib(256)) }
+    }
+}
+
 /// Upkeep of the history on the data folder.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -321,6 +342,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if !(0..=19).contains(&self.agent.nice) {
+            problems.push(format!("agent.nice = {} is not in 0..=19", self.agent.nice));
+        }
         if !(0..=19).contains(&self.exec.nice) {
             problems.push(format!("exec.nice = {} is not in 0..=19", self.exec.nice));
         }

@@ -102,6 +102,10 @@ fn print_files(files: Vec<PathBuf>) {
 fn run(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let config = Config::load(config.as_deref(), overrides)?;
     bolt_agent::telemetry::init(&config.log);
+    // Niceness is per thread on Linux: set it before the runtime's threads exist.
+    if let Err(e) = rustix::process::setpriority_process(None, config.agent.nice) {
+        tracing::warn!(error = %e, nice = config.agent.nice, "cannot set the agent's niceness");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let result = App::new(config).run(shutdown_signal()).await;

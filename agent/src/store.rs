@@ -6,7 +6,7 @@ mod record;
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, RwLock},
     thread,
 };
 
@@ -43,6 +43,8 @@ pub enum StoreError {
     Full(String),
     #[error("the history writer has stopped")]
     Closed,
+    #[error("the history database is being re-opened after an I/O error; retry")]
+    Reopening,
 }
 
 fn db_err(e: impl std::fmt::Display) -> StoreError {
@@ -84,9 +86,49 @@ pub struct Query {
 
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<Handle>,
     tx: mpsc::UnboundedSender<Op>,
     path: PathBuf,
+}
+
+/// The open database. redb refuses all work after an I/O error (a full
+/// disk, say) until it is re-opened, so the writer re-opens it; meanwhile
+/// callers get `Reopening`.
+struct Handle {
+    path: PathBuf,
+    db: RwLock<Option<Arc<Database>>>,
+}
+
+impl Handle {
+    fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).clone().ok_or(StoreError::Reopening)
+    }
+
+    /// Closes the database (once no reader holds it) and opens it again.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(old) = old {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let mut old = old;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still_shared) if std::time::Instant::now() < deadline => {
+                        old = still_shared;
+                        thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    Err(_) => return Err(StoreError::Reopening),
+                }
+            }
+        }
+        let db = Database::create(&self.path).map_err(|e| classify(&self.path, e))?;
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+        tracing::warn!(path = %self.path.display(), "history database re-opened after an I/O error");
+        Ok(())
+    }
 }
 
 impl Store {
@@ -94,8 +136,8 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|e| classify(path, e))?;
         crate::exec::layout::restrict_file(path).map_err(db_err)?;
-        let db = Arc::new(db);
         init_schema(&db, path)?;
+        let db = Arc::new(Handle { path: path.to_owned(), db: RwLock::new(Some(Arc::new(db))) });
         let (tx, rx) = mpsc::unbounded_channel();
         let writer_db = db.clone();
         thread::Builder::new()
@@ -107,6 +149,43 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// After an I/O error redb refuses all work until re-opened: do that,
+    /// so the next call (or this one's retry by its caller) works again.
+    fn healed<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Db(m) | StoreError::Full(m)) = &r {
+            if m.contains("I/O error") || m.contains("No space left") {
+                if let Err(e) = self.db.reopen() {
+                    tracing::error!(error = %e, "cannot re-open the history database");
+                }
+            }
+        }
+        r
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<ExecRecord>, StoreError> {
+        self.healed(self.get_now(id))
+    }
+
+    pub fn active(&self) -> Result<Vec<ExecRecord>, StoreError> {
+        self.healed(self.active_now())
+    }
+
+    pub fn list(&self, q: &Query) -> Result<(Vec<ExecRecord>, bool), StoreError> {
+        self.healed(self.list_now(q))
+    }
+
+    pub fn to_compress(&self, before_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.healed(self.to_compress_now(before_ms, limit))
+    }
+
+    pub fn mark_compressed(&self, id: &str) -> Result<(), StoreError> {
+        self.healed(self.mark_compressed_now(id))
+    }
+
+    pub fn prune_before(&self, cutoff: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.healed(self.prune_before_now(cutoff, limit))
     }
 
     /// Records a new execution, unless its caller's idempotency key was used
@@ -124,16 +203,16 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<ExecRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn get_now(&self, id: &str) -> Result<Option<ExecRecord>, StoreError> {
+        let txn = self.db.get()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(EXECUTIONS).map_err(db_err)?;
         let value = table.get(id).map_err(db_err)?;
         value.map(|v| decode(v.value())).transpose()
     }
 
     /// Executions the history still shows PENDING or RUNNING.
-    pub fn active(&self) -> Result<Vec<ExecRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn active_now(&self) -> Result<Vec<ExecRecord>, StoreError> {
+        let txn = self.db.get()?.begin_read().map_err(db_err)?;
         let active = txn.open_table(ACTIVE).map_err(db_err)?;
         let execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -147,8 +226,8 @@ impl Store {
     }
 
     /// Newest first; returns the page and whether more match.
-    pub fn list(&self, q: &Query) -> Result<(Vec<ExecRecord>, bool), StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn list_now(&self, q: &Query) -> Result<(Vec<ExecRecord>, bool), StoreError> {
+        let txn = self.db.get()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(EXECUTIONS).map_err(db_err)?;
         let iter = match &q.before {
             Some(b) => table.range::<&str>(..b.as_str()).map_err(db_err)?,
@@ -175,8 +254,8 @@ impl Store {
 
     /// Finished executions that ended before `before_ms` and whose output
     /// is not compressed yet, oldest first.
-    pub fn to_compress(&self, before_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+    fn to_compress_now(&self, before_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.get()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(TO_COMPRESS).map_err(db_err)?;
         let mut out = Vec::new();
         for item in table.iter().map_err(db_err)? {
@@ -192,8 +271,8 @@ impl Store {
     }
 
     /// Records that an execution's output is now compressed.
-    pub fn mark_compressed(&self, id: &str) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+    fn mark_compressed_now(&self, id: &str) -> Result<(), StoreError> {
+        let txn = self.db.get()?.begin_write().map_err(db_err)?;
         {
             let mut execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
             let current = execs.get(id).map_err(db_err)?.map(|v| decode(v.value())).transpose()?;
@@ -210,8 +289,8 @@ impl Store {
     /// Deletes up to `limit` finished executions whose id sorts before
     /// `cutoff` (ids are time-ordered), with their idempotency keys; returns
     /// their ids so their folders can go too. Live executions are never pruned.
-    pub fn prune_before(&self, cutoff: &str, limit: usize) -> Result<Vec<String>, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+    fn prune_before_now(&self, cutoff: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.get()?.begin_write().map_err(db_err)?;
         let mut pruned = Vec::new();
         {
             let mut execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
@@ -310,7 +389,7 @@ fn idem_key(rec: &ExecRecord) -> String {
 
 /// The writer thread: takes every queued write, applies them in one
 /// transaction, commits once, then answers each.
-fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Op>) {
+fn writer(db: Arc<Handle>, mut rx: mpsc::UnboundedReceiver<Op>) {
     while let Some(first) = rx.blocking_recv() {
         let mut ops = vec![first];
         while ops.len() < GROUP_MAX {
@@ -319,10 +398,13 @@ fn writer(db: Arc<Database>, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
-        let result = apply(&db, &ops);
+        let result = db.get().and_then(|d| apply(&d, &ops));
         let failure = result.as_ref().err().map(ToString::to_string);
         if let Some(f) = &failure {
             tracing::error!(error = %f, writes = ops.len(), "history commit failed");
+            if let Err(e) = db.reopen() {
+                tracing::error!(error = %e, "cannot re-open the history database; will retry");
+            }
         }
         let mut outcomes = result.unwrap_or_default().into_iter();
         for op in ops {

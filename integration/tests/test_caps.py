@@ -124,3 +124,33 @@ def test_caps_can_be_disabled(make_agent):
     # The memory cap falls back to an address-space rlimit: the hog cannot grow.
     _, end = follow(s, execute(s, "hog", mib=256))
     assert end.execution.state == pb.STATE_FAILED
+
+
+def cgroup_of(pid: int) -> dict[str, str]:
+    out = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            out[c] = path
+    return out
+
+
+def test_the_agent_caps_itself_apart_from_its_actions(capped):
+    a, s, info = capped
+    mine = cgroup_of(a.proc.pid)
+    mem = mine.get("memory") or mine.get("")
+    assert mem.endswith("/bolt-agent"), mine
+    root = Path("/sys/fs/cgroup/memory") if "memory" in mine else Path("/sys/fs/cgroup")
+    limit_file = "memory.limit_in_bytes" if info.caps_mode == "cgroup1" else "memory.max"
+    assert int((root / mem.lstrip("/") / limit_file).read_text()) == 256 * 1024 * 1024
+    nice = int(Path(f"/proc/{a.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    assert nice == 5, "the agent runs niced"
+    eid = execute(s, "sleep", ticks=3, interval="0.2")
+    folder = a.data_dir / "executions" / eid
+    wait_until((folder / "child.pid").exists, 10, "the action")
+    sup = int((folder / "supervisor.pid").read_text().split()[0])
+    child = int((folder / "child.pid").read_text().split()[0])
+    key = "memory" if "memory" in mine else ""
+    assert cgroup_of(sup)[key].endswith("/bolt-supervisors"), "supervisors are not counted against the agent's cap"
+    assert cgroup_of(child)[key].endswith(f"/bolt/{eid}")
+    follow(s, eid)

@@ -46,12 +46,30 @@ RESTRICTING = {
 }
 
 
+_config: pytest.Config | None = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remember_config(request: pytest.FixtureRequest) -> None:
+    global _config
+    _config = request.config
+
+
 def _skip(reason: str) -> None:
-    print(f"\nSKIP test_packaging: {reason}", file=sys.stderr)
+    """Skips with the reason printed even under -q (pytest shows skip reasons
+    only with -rs)."""
+    reporter = _config.pluginmanager.get_plugin("terminalreporter") if _config else None
+    capture = _config.pluginmanager.get_plugin("capturemanager") if _config else None
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nSKIPPED (packaging): {reason}", yellow=True)
+    else:
+        print(f"\nSKIPPED (packaging): {reason}", file=sys.stderr)
     pytest.skip(reason)
 
 
-def _run(cmd: list[str], timeout: float = 300, **kw: object) -> tuple[int, str]:
+def _run(cmd: list[str], timeout: float = 300, cwd: Path | None = None,
+         env: dict[str, str] | None = None) -> tuple[int, str]:
     """Runs cmd; returns (exit code, stdout+stderr). The exit code is taken by
     a shell around it: conftest's subreaper thread reaps any child of this
     process, and a reaped child looks to subprocess like one that exited 0."""
@@ -60,9 +78,8 @@ def _run(cmd: list[str], timeout: float = 300, **kw: object) -> tuple[int, str]:
     try:
         p = subprocess.run(
             ["sh", "-c", '"$@"; echo $? > "$BOLT_RC_FILE"', "sh", *cmd],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-            env={**(kw.pop("env", None) or os.environ), "BOLT_RC_FILE": rc_file.name},  # type: ignore[dict-item]
-            **kw,  # type: ignore[arg-type]
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, cwd=cwd,
+            env={**(env if env is not None else os.environ), "BOLT_RC_FILE": rc_file.name},
         )
         text = Path(rc_file.name).read_text().strip()
         return (int(text) if text else 255), p.stdout
@@ -70,8 +87,8 @@ def _run(cmd: list[str], timeout: float = 300, **kw: object) -> tuple[int, str]:
         os.unlink(rc_file.name)
 
 
-def _ok(cmd: list[str], **kw: object) -> str:
-    rc, out = _run(cmd, **kw)
+def _ok(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    rc, out = _run(cmd, cwd=cwd, env=env)
     assert rc == 0, f"{' '.join(cmd)} exited {rc}:\n{out}"
     return out
 
@@ -122,7 +139,7 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # exits 0 for it.
     typo = tmp_path / "typo" / "bolt-agent.service"
     typo.parent.mkdir()
-    typo.write_text(copy.read_text().replace("KillMode=process", "KilMode=process"))
+    typo.write_text(re.sub(r"(?m)^Nice=", "Nicce=", copy.read_text()))
     with pytest.raises(AssertionError, match="warns"):
         _verify(typo)
 

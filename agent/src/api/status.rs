@@ -27,7 +27,7 @@ impl From<ExecError> for Status {
             ExecError::Busy { .. } => Code::ResourceExhausted,
             ExecError::KeyReused(_) => Code::AlreadyExists,
             ExecError::NotFound(_) => Code::NotFound,
-            ExecError::Store(StoreError::Closed) => Code::Unavailable,
+            ExecError::Store(StoreError::Closed | StoreError::Reopening) => Code::Unavailable,
             ExecError::Store(StoreError::Full(_)) | ExecError::DiskFull { .. } => Code::ResourceExhausted,
             ExecError::Store(_) | ExecError::Io(_) => Code::Internal,
         };

@@ -35,8 +35,10 @@ pub struct ExecutorConfig {
     pub base_env: Vec<(String, String)>,
     /// This binary, re-executed as `supervise`.
     pub self_exe: PathBuf,
-    /// How caps are applied on this host, and the cgroup holding executions.
+    /// How caps are applied on this host, the agent's original cgroups and
+    /// the cgroup holding executions below them.
     pub caps_mode: CapsMode,
+    pub cgroup_parents: crate::caps::Parents,
     pub cgroup_name: String,
     /// Caps of actions whose pack sets none.
     pub default_limits: Limits,
@@ -198,6 +200,7 @@ impl Executor {
             .then(|| format!("{}/{id}", self.inner.cfg.cgroup_name));
         CapsSpec {
             cgroup,
+            parents: self.inner.cfg.cgroup_parents.clone(),
             limits: Limits {
                 memory_max: action.spec.memory_max.map(|m| m.as_u64()).or(d.memory_max),
                 cpu_max: action.spec.cpu_max.or(d.cpu_max),

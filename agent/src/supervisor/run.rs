@@ -48,9 +48,8 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         Err(e) => return fail_start(dir, started, format!("cannot read spec.json: {e}")),
     };
     let _ = prctl::set_child_subreaper(true);
-    if spec.nice != 0 {
-        let _ = rustix::process::setpriority_process(None, spec.nice);
-    }
+    // Always set: the agent itself runs at its own (higher) niceness.
+    let _ = rustix::process::setpriority_process(None, spec.nice);
     let mut out = match OutputWriter::create(&dir.path(OUTPUT), spec.output_max) {
         Ok(o) => o,
         Err(e) => return fail_start(dir, started, format!("cannot create output.log: {e}")),
@@ -66,8 +65,15 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         Ok(s) => s,
         Err(e) => return fail_start(dir, started, format!("signalfd: {e}")),
     };
+    if let Some(name) = &spec.caps.cgroup {
+        // Out of the agent's leaf (and its cap) into the supervisors' one.
+        let base = name.split('/').next().unwrap_or(name);
+        if let Err(e) = crate::caps::leave_agent(&spec.caps.parents, base) {
+            out.notice(&format!("[bolt] supervisor stays in the agent's cgroup: {e}\n"));
+        }
+    }
     let cgroup = match &spec.caps.cgroup {
-        Some(name) => match crate::caps::ExecCgroup::create(name, &spec.caps.limits) {
+        Some(name) => match crate::caps::ExecCgroup::create(&spec.caps.parents, name, &spec.caps.limits) {
             Ok(cg) => Some(cg),
             Err(e) => {
                 out.notice(&format!("[bolt] resource caps not enforced: {e}\n"));
