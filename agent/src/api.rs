@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 /// tonic answers a message beyond the decoding limit with OUT_OF_RANGE;
 /// gRPC's convention (and every other limit of Bolt) is RESOURCE_EXHAUSTED
-/// with a message naming the setting. The status may be in the headers or
+/// with a message naming the setting. A request that is not valid protobuf
+/// gets INVALID_ARGUMENT rather than INTERNAL. The status may be in the headers or
 /// in the trailers, so both are rewritten.
 pub fn oversized_to_resource_exhausted(res: Response<Body>) -> Response<Body> {
     use http_body_util::BodyExt;
@@ -35,16 +36,21 @@ pub fn oversized_to_resource_exhausted(res: Response<Body>) -> Response<Body> {
 }
 
 fn rewrite_oversized(h: &mut HeaderMap) {
-    let oversized = h.get("grpc-status").is_some_and(|v| v == "11")
-        && h.get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| m.contains("length%20too%20large") || m.contains("length too large"));
+    let code = h.get("grpc-status").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let msg = h.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or_default().to_owned();
+    let oversized =
+        code == "11" && (msg.contains("length%20too%20large") || msg.contains("length too large"));
+    // A message that is not valid protobuf is a malformed call, not a fault
+    // of the agent.
+    let undecodable =
+        code == "13" && (msg.contains("failed%20to%20decode") || msg.contains("failed to decode"));
     if oversized {
-        let msg = h.get("grpc-message").and_then(|m| m.to_str().ok()).unwrap_or_default().to_owned();
         h.insert("grpc-status", HeaderValue::from_static("8"));
         if let Ok(v) = HeaderValue::from_str(&format!("{msg}%20(limits.max_message_bytes)")) {
             h.insert("grpc-message", v);
         }
+    } else if undecodable {
+        h.insert("grpc-status", HeaderValue::from_static("3"));
     }
 }
 

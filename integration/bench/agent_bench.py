@@ -4,7 +4,10 @@ Measures, against a real release-build agent over real mTLS:
 - Execute -> RUNNING latency (p50, p99) on a warm channel;
 - short-action throughput: a trivial action run to completion, 64 callers;
 - output throughput: 1 GiB of stdout written to disk and streamed to one follower;
-- agent RSS idle and with 100 running actions; supervisor PSS.
+- agent RSS idle and with 100 running actions; supervisor PSS;
+- a soak: 10,000 short executions (each followed to its end) and 1,000
+  more streams, with the agent's RSS before and after;
+- the zstd compression ratio of a typical service log.
 Not a test: it prints numbers and the targets beside them.
 """
 
@@ -118,9 +121,43 @@ async def many_running(a: Agent, stub: bolt_pb2_grpc.BoltStub, n: int = 100) -> 
     return agent_rss, sup
 
 
+async def soak(a: Agent, stub: bolt_pb2_grpc.BoltStub, executions: int, streams: int) -> tuple[int, int]:
+    await throughput(stub, total=500)  # warm up: caches, allocator, thread pools
+    await asyncio.sleep(1.0)
+    before = rss(a.proc.pid)
+    await throughput(stub, total=executions)
+    eid = (await stub.Execute(req("flood", bytes=200_000))).execution_id
+    await wait_end(stub, eid)
+    sem = asyncio.Semaphore(50)
+
+    async def one() -> None:
+        async with sem:
+            n = 0
+            async for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid, follow=True)):
+                n += len(c.data)
+            assert n >= 200_000
+
+    await asyncio.gather(*(one() for _ in range(streams)))
+    await asyncio.sleep(2.0)
+    return before, rss(a.proc.pid)
+
+
+async def compression(stub: bolt_pb2_grpc.BoltStub, a: Agent) -> tuple[int, int]:
+    eid = (await stub.Execute(req("applog", lines=200_000))).execution_id
+    await wait_end(stub, eid)
+    folder = a.data_dir / "executions" / eid
+    deadline = time.monotonic() + 60
+    while not (folder / "output.log.zst").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    plain = sum(len(c.data) async for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid)))
+    return plain, (folder / "output.log.zst").stat().st_size
+
+
 async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bolt-bench-"))
-    a = Agent(root, config='[exec]\noutput_max = "2GiB"\nkill_grace = "1s"\n[log]\nlevel = "warn"\n').start()
+    config = '[exec]\noutput_max = "2GiB"\nkill_grace = "1s"\n[log]\nlevel = "warn"\n'
+    config += '[history]\ncompress_after = "2s"\nsweep_interval = "1s"\n'
+    a = Agent(root, config=config).start()
     try:
         ch = channel(a)
         stub = bolt_pb2_grpc.BoltStub(ch)
@@ -132,6 +169,9 @@ async def main() -> None:
         size = int(os.environ.get("BOLT_BENCH_OUTPUT_BYTES", str(1024 * MiB)))
         mbps = await output(stub, size)
         busy, sup = await many_running(a, stub)
+        n_soak = int(os.environ.get("BOLT_BENCH_SOAK", "10000"))
+        soak_before, soak_after = await soak(a, stub, n_soak, n_soak // 10)
+        plain, packed = await compression(stub, a)
         await ch.close()
     finally:
         a.stop()
@@ -148,6 +188,11 @@ async def main() -> None:
         ("supervisor PSS", f"{sup.get('Pss', 0) / 1024:.0f} KiB", "< 1 MiB", sup.get("Pss", 0) < MiB),
         ("supervisor private", f"{(sup.get('Private_Clean', 0) + sup.get('Private_Dirty', 0)) / 1024:.0f} KiB", "< 1 MiB",
          sup.get("Private_Clean", 0) + sup.get("Private_Dirty", 0) < MiB),
+        (f"soak: RSS before {n_soak} execs", f"{soak_before / MiB:.1f} MiB", "", True),
+        (f"soak: RSS after (+{n_soak // 10} streams)", f"{soak_after / MiB:.1f} MiB", "", True),
+        ("soak: RSS growth", f"{(soak_after - soak_before) / MiB:+.2f} MiB", "<= 2 MiB", soak_after - soak_before <= 2 * MiB),
+        ("zstd ratio, typical service log", f"{plain / packed:.1f}x", "", True),
+        ("  (plain -> compressed)", f"{plain / MiB:.1f}->{packed / MiB:.2f} MiB", "", True),
     ]
     w = max(len(r[0]) for r in rows)
     print(f"\n{'measure'.ljust(w)}  {'result':>14}  {'target':>14}  ok")

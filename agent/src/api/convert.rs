@@ -142,6 +142,19 @@ pub fn action(a: &LoadedAction, default_timeout: Duration) -> pb::Action {
     }
 }
 
+/// A pack or action name used as a filter: empty (no filter) or valid.
+#[allow(clippy::result_large_err)]
+pub fn name_filter(field: &str, name: &str) -> Result<(), Status> {
+    if name.is_empty() || crate::packs::manifest::valid_name(name) {
+        Ok(())
+    } else {
+        Err(Status::invalid_argument(format!(
+            "invalid {field} {:?}: names are [a-z0-9][a-z0-9-]*",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
 /// Execution ids are UUIDs; checking the form first keeps any other text
 /// (paths, traversal) away from the file system.
 #[allow(clippy::result_large_err)]

@@ -51,6 +51,9 @@ impl AgentState {
     }
 }
 
+/// Longest grace a Kill may ask for between SIGTERM and SIGKILL.
+const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
+
 pub struct BoltService {
     executor: Executor,
     registry: Arc<Registry>,
@@ -125,6 +128,7 @@ impl Bolt for BoltService {
     ) -> Result<Response<pb::ListActionsResponse>, Status> {
         identity(&req)?;
         let filter = req.into_inner().pack;
+        convert::name_filter("pack", &filter)?;
         let snapshot = self.registry.snapshot();
         let actions = snapshot
             .packs
@@ -148,8 +152,8 @@ impl Bolt for BoltService {
             .record("pack", r.pack.as_str())
             .record("action", r.action.as_str());
         if r.idempotency_key.len() > self.state.max_idempotency_key_bytes {
-            return Err(Status::invalid_argument(format!(
-                "idempotency_key is {} bytes; the limit is {}",
+            return Err(Status::resource_exhausted(format!(
+                "idempotency_key is {} bytes; the limit is {} (limits.max_idempotency_key_bytes)",
                 r.idempotency_key.len(),
                 self.state.max_idempotency_key_bytes
             )));
@@ -194,6 +198,8 @@ impl Bolt for BoltService {
         let who = identity(&req)?;
         self.authz.check(&who.name, Permission::Read, None)?;
         let r = req.into_inner();
+        convert::name_filter("pack", &r.pack)?;
+        convert::name_filter("action", &r.action)?;
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let query = Query {
             limit: match r.page_size {
@@ -268,6 +274,12 @@ impl Bolt for BoltService {
             }
         }
         let grace = r.grace.as_ref().map(|d| convert::from_duration("grace", d)).transpose()?;
+        if grace.is_some_and(|g| g > MAX_KILL_GRACE) {
+            return Err(Status::invalid_argument(format!(
+                "grace must be at most {}s",
+                MAX_KILL_GRACE.as_secs()
+            )));
+        }
         let before = self.executor.kill(&id, grace, &who.name).await?;
         Ok(Response::new(pb::KillResponse {
             state: convert::state(before.state) as i32,

@@ -105,7 +105,7 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         outcome: Outcome::Exited,
         killed_by: None,
         kill_at: None,
-        deadline: Instant::now() + Duration::from_millis(spec.timeout_ms),
+        deadline: after(Duration::from_millis(spec.timeout_ms)),
         drain_until: None,
         cgroup,
     };
@@ -155,6 +155,12 @@ fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [Own
     // the pipes means every process of the action has closed them.
     drop(cmd);
     Ok((Pid::from_raw(child.id() as i32), [out_r, err_r]))
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d).or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86400))).unwrap_or(now)
 }
 
 fn has_children() -> bool {
@@ -324,6 +330,13 @@ impl Supervisor<'_> {
         }
     }
 
+    /// A kill's grace never stretches past the timeout plus the configured
+    /// grace: the timeout is a promise about how long an action may live.
+    fn escalation(&self, grace_ms: u64) -> Instant {
+        let latest = self.deadline + Duration::from_millis(self.spec.kill_grace_ms);
+        Instant::now().checked_add(Duration::from_millis(grace_ms)).map_or(latest, |t| t.min(latest))
+    }
+
     fn kill_requested(&mut self) {
         if self.status.is_some() || self.outcome != Outcome::Exited {
             return;
@@ -333,16 +346,17 @@ impl Supervisor<'_> {
         let by = req.map_or_else(|| "a signal to the supervisor".to_owned(), |r| r.by);
         self.outcome = Outcome::Killed;
         self.killed_by = Some(by.clone());
-        self.kill_at = Some(Instant::now() + Duration::from_millis(grace));
-        self.out
-            .notice(&format!("[bolt] killed by {by}: SIGTERM sent, SIGKILL in {}s\n", grace as f64 / 1000.0));
+        let at = self.escalation(grace);
+        self.kill_at = Some(at);
+        let secs = at.saturating_duration_since(Instant::now()).as_secs_f64();
+        self.out.notice(&format!("[bolt] killed by {by}: SIGTERM sent, SIGKILL in {secs:.1}s\n"));
         self.kill_tree(Signal::SIGTERM);
     }
 
     fn terminate(&mut self, why: &str) {
         let grace = Duration::from_millis(self.spec.kill_grace_ms);
         self.out.notice(&format!("{why}: SIGTERM sent, SIGKILL in {}s\n", grace.as_secs_f64()));
-        self.kill_at = Some(Instant::now() + grace);
+        self.kill_at = Some(after(grace));
         self.kill_tree(Signal::SIGTERM);
     }
 

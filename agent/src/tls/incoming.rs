@@ -23,10 +23,23 @@ use tonic::transport::server::Connected;
 
 use super::{identity_of, PeerIdentity};
 
-/// One accepted, authenticated-or-anonymous TLS connection.
+/// One accepted, authenticated-or-anonymous TLS connection. An anonymous
+/// one (no client certificate) can only ever be told UNAUTHENTICATED, so it
+/// is closed once the handshake timeout has passed again.
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     info: ConnInfo,
+    expires: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl TlsConn {
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.expires.as_mut().is_some_and(|s| std::future::Future::poll(s.as_mut(), cx).is_ready())
+    }
+}
+
+fn expired_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "connection without a client certificate closed")
 }
 
 /// Per-connection facts, found in every request's extensions.
@@ -50,12 +63,18 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(expired_error()));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TlsConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(expired_error()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -111,8 +130,10 @@ pub fn serve_incoming(
                             .and_then(|c| c.first())
                             .and_then(identity_of)
                             .map(Arc::new);
+                        let expires =
+                            identity.is_none().then(|| Box::pin(tokio::time::sleep(handshake_timeout)));
                         let info = ConnInfo { remote: Some(remote), identity };
-                        let _ = tx.send(Ok(TlsConn { stream, info })).await;
+                        let _ = tx.send(Ok(TlsConn { stream, info, expires })).await;
                     }
                     Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
