@@ -112,6 +112,7 @@ impl App {
 
         let state = Arc::new(AgentState::new(c, stop_rx.clone()));
         spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
+        spawn_memory_trim(stop_rx.clone());
         spawn_tls_reload(tls_files, tls.clone(), stop_rx.clone());
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -232,6 +233,18 @@ fn spawn_pack_rescan(registry: Arc<Registry>, every: Duration, mut stop: watch::
                     let r = registry.clone();
                     let _ = tokio::task::spawn_blocking(move || r.reload()).await;
                 }
+                () = stopped(&mut stop) => return,
+            }
+        }
+    });
+}
+
+fn spawn_memory_trim(mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::memory::TRIM_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => crate::memory::trim(),
                 () = stopped(&mut stop) => return,
             }
         }

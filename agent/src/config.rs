@@ -234,7 +234,7 @@ pub struct AgentConfig {
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        Self { nice: 5, memory_max: Some(ByteSize::mib(256)) }
+        Self { nice: 1, memory_max: Some(ByteSize::mib(256)) }
     }
 }
 

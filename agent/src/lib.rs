@@ -12,6 +12,7 @@
 //! - [`exec`]: executions from the agent's side (start, watch, kill, recover, output);
 //! - [`supervisor`]: the tiny detached process beside each running action;
 //! - [`store`]: the history in redb;
+//! - [`memory`]: allocator tuning that keeps the resident set flat;
 //! - [`procfs`]: facts read from /proc;
 //! - [`shutdown`]: the stop flag long-lived tasks watch;
 //! - [`telemetry`]: structured logs.
@@ -23,6 +24,7 @@ pub mod caps;
 pub mod certs;
 pub mod config;
 pub mod exec;
+pub mod memory;
 pub mod packs;
 pub mod procfs;
 pub mod shutdown;

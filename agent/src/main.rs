@@ -106,7 +106,12 @@ fn run(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     if let Err(e) = rustix::process::setpriority_process(None, config.agent.nice) {
         tracing::warn!(error = %e, nice = config.agent.nice, "cannot set the agent's niceness");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    bolt_agent::memory::limit_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let result = App::new(config).run(shutdown_signal()).await;
         if let Err(e) = &result {

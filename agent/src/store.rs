@@ -124,7 +124,7 @@ impl Handle {
                 }
             }
         }
-        let db = Database::create(&self.path).map_err(|e| classify(&self.path, e))?;
+        let db = open_db(&self.path)?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
         tracing::warn!(path = %self.path.display(), "history database re-opened after an I/O error");
         Ok(())
@@ -134,7 +134,7 @@ impl Handle {
 impl Store {
     /// Opens or creates `<data>/history.redb` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| classify(path, e))?;
+        let db = open_db(path)?;
         crate::exec::layout::restrict_file(path).map_err(db_err)?;
         init_schema(&db, path)?;
         let db = Arc::new(Handle { path: path.to_owned(), db: RwLock::new(Some(Arc::new(db))) });
@@ -340,6 +340,14 @@ impl Query {
             && (self.states.is_empty() || self.states.contains(&r.state))
             && self.until_ms.is_none_or(|u| r.created_at_ms < u)
     }
+}
+
+/// redb's page cache; the history's hot part (live executions, recent
+/// pages) is small, and an agent's memory must stay flat as history grows.
+const CACHE_BYTES: usize = 4 << 20;
+
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| classify(path, e))
 }
 
 fn classify(path: &Path, e: redb::DatabaseError) -> StoreError {

@@ -123,7 +123,7 @@ async def many_running(a: Agent, stub: bolt_pb2_grpc.BoltStub, n: int = 100) -> 
 
 async def soak(a: Agent, stub: bolt_pb2_grpc.BoltStub, executions: int, streams: int) -> tuple[int, int]:
     await throughput(stub, total=500)  # warm up: caches, allocator, thread pools
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(12.0)
     before = rss(a.proc.pid)
     await throughput(stub, total=executions)
     eid = (await stub.Execute(req("flood", bytes=200_000))).execution_id
@@ -138,7 +138,7 @@ async def soak(a: Agent, stub: bolt_pb2_grpc.BoltStub, executions: int, streams:
             assert n >= 200_000
 
     await asyncio.gather(*(one() for _ in range(streams)))
-    await asyncio.sleep(2.0)
+    await asyncio.sleep(12.0)  # past one allocator trim (every 10 s), as in steady state
     return before, rss(a.proc.pid)
 
 
@@ -149,7 +149,9 @@ async def compression(stub: bolt_pb2_grpc.BoltStub, a: Agent) -> tuple[int, int]
     deadline = time.monotonic() + 60
     while not (folder / "output.log.zst").exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
-    plain = sum(len(c.data) async for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid)))
+    plain = 0
+    async for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid)):
+        plain += len(c.data)
     return plain, (folder / "output.log.zst").stat().st_size
 
 

@@ -276,7 +276,9 @@ pub fn stream(
     if executor.get(id)?.is_none() {
         return Err(FollowError::NotFound(id.to_owned()));
     }
-    let (tx, rx) = mpsc::channel(16);
+    // A few chunks in flight per stream: enough to keep a fast reader busy,
+    // little enough that a thousand streams stay small.
+    let (tx, rx) = mpsc::channel(4);
     let executor = executor.clone();
     let id = id.to_owned();
     tokio::spawn(async move {
