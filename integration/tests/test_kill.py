@@ -73,3 +73,15 @@ def test_leftover_background_processes_end_with_the_action(stub, tmp_path):
     e = wait_state(stub, eid)
     assert e.state == pb.STATE_SUCCEEDED
     assert e.supervisor_pid == 0
+
+
+def test_a_kill_right_after_execute_is_never_lost(stub):
+    # The kill may reach the agent before the supervisor is ready for it:
+    # it must still end KILLED, never LOST.
+    ids = []
+    for _ in range(20):
+        eid = execute(stub, "sleep", ticks=100, interval="0.1")
+        stub.Kill(pb.KillRequest(execution_id=eid))
+        ids.append(eid)
+    states = [wait_state(stub, eid, timeout=20).state for eid in ids]
+    assert states == [pb.STATE_KILLED] * 20, [pb.State.Name(s) for s in states]

@@ -327,11 +327,15 @@ impl Executor {
             by: by.to_owned(),
         };
         layout::write_replace(&dir.path(layout::KILL), &serde_json::to_vec(&req).unwrap_or_default(), false)?;
-        if let Some(pid) = dir.supervisor().filter(PidFile::is_alive) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid.pid),
-                nix::sys::signal::Signal::SIGTERM,
-            );
+        // Signalled only once child.pid exists, that is once the supervisor
+        // blocks SIGTERM; before that it finds kill.json after its spawn.
+        if dir.path(layout::CHILD_PID).exists() {
+            if let Some(pid) = dir.supervisor().filter(PidFile::is_alive) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid.pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
         }
         tracing::info!(target: "audit", id, by, grace_ms = req.grace_ms, "kill");
         Ok(rec)

@@ -43,6 +43,15 @@ const EXIT_WRITE_PATIENCE: Duration = Duration::from_secs(24 * 3600);
 
 pub fn supervise(dir: &ExecDir) -> u8 {
     let started = SystemTime::now();
+    // First of all: a kill request (SIGTERM) must never end the supervisor
+    // itself. The agent only signals once child.pid exists, which is after this.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
+        signals.add(s);
+    }
+    if let Err(e) = signals.thread_block() {
+        return fail_start(dir, started, format!("cannot block signals: {e}"));
+    }
     let spec = match dir.read_spec() {
         Ok(s) => s,
         Err(e) => return fail_start(dir, started, format!("cannot read spec.json: {e}")),
@@ -54,13 +63,6 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         Ok(o) => o,
         Err(e) => return fail_start(dir, started, format!("cannot create output.log: {e}")),
     };
-    let mut signals = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT] {
-        signals.add(s);
-    }
-    if let Err(e) = signals.thread_block() {
-        return fail_start(dir, started, format!("cannot block signals: {e}"));
-    }
     let sfd = match SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(s) => s,
         Err(e) => return fail_start(dir, started, format!("signalfd: {e}")),
@@ -95,6 +97,9 @@ pub fn supervise(dir: &ExecDir) -> u8 {
     if let Some(p) = PidFile::of(child.as_raw()) {
         let _ = p.write(&dir.path(CHILD_PID));
     }
+    // A kill asked for before child.pid existed was not signalled: the
+    // request file is there instead (the agent writes it before looking).
+    let kill_pending = dir.path(KILL).exists();
     let mut sup = Supervisor {
         dir,
         spec: &spec,
@@ -109,6 +114,9 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         drain_until: None,
         cgroup,
     };
+    if kill_pending {
+        sup.kill_requested();
+    }
     sup.run(&sfd);
     sup.finish(started)
 }
