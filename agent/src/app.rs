@@ -20,8 +20,6 @@ use crate::{
 
 /// How long in-flight calls get to finish after SIGTERM.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the certificate files are checked for rotation.
-const TLS_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -113,7 +111,7 @@ impl App {
         let state = Arc::new(AgentState::new(c, stop_rx.clone()));
         spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
         spawn_memory_trim(stop_rx.clone());
-        spawn_tls_reload(tls_files, tls.clone(), stop_rx.clone());
+        spawn_tls_reload(tls_files, tls.clone(), c.limits.tls_reload_interval, stop_rx.clone());
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<BoltServer<BoltService>>().await;
@@ -254,11 +252,12 @@ fn spawn_memory_trim(mut stop: watch::Receiver<bool>) {
 fn spawn_tls_reload(
     files: TlsFiles,
     tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
         let mut stamp = files.stamp();
-        let mut tick = tokio::time::interval(TLS_RELOAD_INTERVAL);
+        let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

@@ -115,6 +115,56 @@ pub fn issue(dir: &Path, client_name: &str, days: i64) -> Result<Vec<PathBuf>, C
     ])
 }
 
+/// Serials revoked so far, one hex serial a line; `crl.pem` is rebuilt from it.
+pub const REVOKED: &str = "revoked.txt";
+pub const CRL: &str = "crl.pem";
+
+/// `certs revoke`: adds `<name>.crt` to the CA's revocation list and writes
+/// `crl.pem`, which an agent using this folder loads with its certificates.
+pub fn revoke(dir: &Path, client_name: &str) -> Result<Vec<PathBuf>, CertsError> {
+    let read = |f: &str| {
+        let path = dir.join(f);
+        fs::read_to_string(&path).map_err(|source| CertsError::Read { path, source })
+    };
+    let cert_path = dir.join(format!("{client_name}.crt"));
+    let der = crate::tls::load_certs(&cert_path).map_err(|e| CertsError::BadName(e.to_string()))?;
+    let serial = crate::tls::identity_of(&der[0])
+        .map(|i| i.serial)
+        .ok_or_else(|| CertsError::BadName(client_name.into()))?;
+    let mut serials: Vec<String> = read(REVOKED).unwrap_or_default().lines().map(str::to_owned).collect();
+    if !serials.contains(&serial) {
+        serials.push(serial);
+    }
+    let ca_key = KeyPair::from_pem(&read(CA_KEY)?)?;
+    let issuer = Issuer::from_ca_cert_pem(&read(CA_CERT)?, &ca_key)?;
+    let now = OffsetDateTime::now_utc();
+    let revoked_certs = serials
+        .iter()
+        .filter_map(|s| hex_serial(s))
+        .map(|serial_number| rcgen::RevokedCertParams {
+            serial_number,
+            revocation_time: now,
+            reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        })
+        .collect();
+    let crl = rcgen::CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(30),
+        crl_number: rcgen::SerialNumber::from(now.unix_timestamp().to_be_bytes().to_vec()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)?;
+    Ok(vec![write(dir, REVOKED, &(serials.join("\n") + "\n"), false)?, write(dir, CRL, &crl.pem()?, false)?])
+}
+
+/// "0a:1b:..." (x509-parser's form) or plain hex → serial bytes.
+fn hex_serial(s: &str) -> Option<rcgen::SerialNumber> {
+    hex::decode(s.replace(':', "")).ok().map(rcgen::SerialNumber::from)
+}
+
 fn name(cn: &str) -> DistinguishedName {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, cn);
@@ -197,6 +247,22 @@ mod tests {
         let c = load_certs(&d.path().join("ops-alice.crt")).expect("cert");
         assert_eq!(identity_of(&c[0]).map(|i| i.name), Some("ops-alice".to_owned()));
         assert!(issue(d.path(), "../evil", 30).is_err());
+    }
+
+    #[test]
+    fn revoke_writes_a_crl_the_agent_loads() {
+        let d = tempfile::tempdir().expect("tempdir");
+        init(d.path(), &[], false).expect("init");
+        issue(d.path(), "mallory", 30).expect("issue");
+        issue(d.path(), "eve", 30).expect("issue");
+        revoke(d.path(), "mallory").expect("revoke");
+        revoke(d.path(), "eve").expect("revoke");
+        revoke(d.path(), "eve").expect("idempotent");
+        let listed = fs::read_to_string(d.path().join(REVOKED)).expect("read");
+        assert_eq!(listed.lines().count(), 2);
+        assert!(fs::read_to_string(d.path().join(CRL)).expect("crl").contains("BEGIN X509 CRL"));
+        TlsFiles::new(d.path()).server_config().expect("server config with the CRL");
+        assert!(revoke(d.path(), "nobody").is_err());
     }
 
     #[test]

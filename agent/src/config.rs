@@ -148,6 +148,9 @@ pub struct LimitsConfig {
     pub max_idempotency_key_bytes: usize,
     /// Free space the data folder must keep for new executions to start.
     pub min_free_bytes: ByteSize,
+    /// How often the certificate files (and crl.pem) are checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
     /// Time a client has to finish its TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
@@ -162,6 +165,7 @@ impl Default for LimitsConfig {
             max_args_bytes: ByteSize::kib(256),
             max_idempotency_key_bytes: 128,
             min_free_bytes: ByteSize::mib(64),
+            tls_reload_interval: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
         }
     }

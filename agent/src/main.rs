@@ -56,6 +56,14 @@ enum CertsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Revoke DIR/NAME.crt: adds it to DIR/crl.pem, which agents using DIR
+    /// load within their TLS reload interval.
+    Revoke {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
     /// Issue another client certificate, NAME.crt and NAME.key, from DIR's CA.
     Issue {
         #[arg(long)]
@@ -78,6 +86,9 @@ fn main() -> ExitCode {
         }
         Command::Certs { command: CertsCommand::Init { dir, sans, force } } => {
             certs::init(&dir, &sans, force).map(print_files).map_err(Into::into)
+        }
+        Command::Certs { command: CertsCommand::Revoke { dir, name } } => {
+            certs::revoke(&dir, &name).map(print_files).map_err(Into::into)
         }
         Command::Certs { command: CertsCommand::Issue { dir, name, days } } => {
             certs::issue(&dir, &name, days).map(print_files).map_err(Into::into)

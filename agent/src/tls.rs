@@ -25,6 +25,8 @@ pub use incoming::{serve_incoming, TlsConn};
 pub const CA_CERT: &str = "ca.crt";
 pub const AGENT_CERT: &str = "agent.crt";
 pub const AGENT_KEY: &str = "agent.key";
+/// Optional revocation list of client certificates.
+pub const CRL: &str = "crl.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -53,7 +55,7 @@ impl TlsFiles {
 
     /// Latest modification time among the files (to notice rotation).
     pub fn stamp(&self) -> Option<SystemTime> {
-        [CA_CERT, AGENT_CERT, AGENT_KEY]
+        [CA_CERT, AGENT_CERT, AGENT_KEY, CRL]
             .iter()
             .filter_map(|f| fs::metadata(self.dir.join(f)).and_then(|m| m.modified()).ok())
             .max()
@@ -71,10 +73,19 @@ impl TlsFiles {
             roots.add(c)?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        // A CRL beside the certificates (`bolt-agent certs revoke` writes one)
+        // refuses revoked clients at the handshake.
+        let crl_path = self.dir.join(CRL);
+        if crl_path.exists() {
+            let bytes = read(&crl_path)?;
+            let crls = rustls_pemfile::crls(&mut BufReader::new(bytes.as_slice()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| TlsError::Pem { path: crl_path.clone(), message: e.to_string() })?;
+            verifier = verifier.with_crls(crls).only_check_end_entity_revocation();
+        }
+        let verifier =
+            verifier.allow_unauthenticated().build().map_err(|e| TlsError::Verifier(e.to_string()))?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)

@@ -158,3 +158,26 @@ packs = ["other-*"]
     code, _ = code_of(ex(ops, msg="x"))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     admin.Kill(pb.KillRequest(execution_id=eid))
+
+
+def test_a_revoked_certificate_is_refused_and_certificates_reload(make_agent):
+    a = make_agent(config='[limits]\ntls_reload_interval = "200ms"\n')
+    subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
+    mallory = stub_for(a, a.certs / "mallory.crt", a.certs / "mallory.key")
+    assert healthy(mallory)
+    subprocess.run([str(agent_bin()), "certs", "revoke", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
+    assert (a.certs / "crl.pem").exists()
+    from util import wait_until
+
+    def refused() -> bool:
+        try:
+            code, _ = _call_health(a, a.certs / "mallory.crt", a.certs / "mallory.key")
+        except AssertionError:  # the call succeeded: not reloaded yet
+            return False
+        return code == grpc.StatusCode.UNAVAILABLE
+
+    wait_until(refused, 10, "the revocation to be loaded")
+    assert "TLS certificates reloaded" in a.log()
+    assert "Revoked" in a.log() or "revoked" in a.log()
+    # Other clients, old and new connections alike, are unaffected.
+    assert healthy(stub_for(a))
