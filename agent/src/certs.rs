@@ -38,7 +38,10 @@ pub enum CertsError {
 }
 
 /// `certs init`: CA, agent and client certificates in `dir`.
-pub fn init(dir: &Path, extra_sans: &[String], force: bool) -> Result<Vec<PathBuf>, CertsError> {
+/// Default validity of the agent and client certificates, in days.
+pub const LEAF_DAYS: i64 = 825;
+
+pub fn init(dir: &Path, extra_sans: &[String], force: bool, days: i64) -> Result<Vec<PathBuf>, CertsError> {
     let files = [CA_CERT, CA_KEY, AGENT_CERT, AGENT_KEY, CLIENT_CERT, CLIENT_KEY];
     if !force {
         if let Some(existing) = files.iter().map(|f| dir.join(f)).find(|p| p.exists()) {
@@ -68,12 +71,12 @@ pub fn init(dir: &Path, extra_sans: &[String], force: bool) -> Result<Vec<PathBu
     }
     sans.extend(extra_sans.iter().cloned());
     let agent_key = KeyPair::generate()?;
-    let mut agent = leaf("bolt-agent", &sans, 825)?;
+    let mut agent = leaf("bolt-agent", &sans, days)?;
     agent.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let agent_cert = agent.signed_by(&agent_key, &issuer)?;
 
     let client_key = KeyPair::generate()?;
-    let mut client = leaf(DEV_CLIENT_NAME, &[DEV_CLIENT_NAME.to_owned()], 825)?;
+    let mut client = leaf(DEV_CLIENT_NAME, &[DEV_CLIENT_NAME.to_owned()], days)?;
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let client_cert = client.signed_by(&client_key, &issuer)?;
 
@@ -222,7 +225,7 @@ mod tests {
     fn init_writes_a_working_set() {
         let d = tempfile::tempdir().expect("tempdir");
         let dir = d.path().join("certs");
-        let files = init(&dir, &["agent.example".into(), "10.1.2.3".into()], false).expect("init");
+        let files = init(&dir, &["agent.example".into(), "10.1.2.3".into()], false, LEAF_DAYS).expect("init");
         assert_eq!(files.len(), 6);
         for f in [CA_KEY, AGENT_KEY, CLIENT_KEY] {
             let mode = fs::metadata(dir.join(f)).expect("meta").permissions().mode() & 0o777;
@@ -234,15 +237,15 @@ mod tests {
         assert_eq!(identity_of(&client[0]).map(|i| i.name), Some(DEV_CLIENT_NAME.to_owned()));
         let agent_pem = fs::read_to_string(dir.join(AGENT_CERT)).expect("read");
         assert!(agent_pem.contains("BEGIN CERTIFICATE"));
-        let err = init(&dir, &[], false).expect_err("refuses to overwrite");
+        let err = init(&dir, &[], false, LEAF_DAYS).expect_err("refuses to overwrite");
         assert!(err.to_string().contains("--force"), "{err}");
-        init(&dir, &[], true).expect("force");
+        init(&dir, &[], true, LEAF_DAYS).expect("force");
     }
 
     #[test]
     fn issue_makes_named_clients() {
         let d = tempfile::tempdir().expect("tempdir");
-        init(d.path(), &[], false).expect("init");
+        init(d.path(), &[], false, LEAF_DAYS).expect("init");
         issue(d.path(), "ops-alice", 30).expect("issue");
         let c = load_certs(&d.path().join("ops-alice.crt")).expect("cert");
         assert_eq!(identity_of(&c[0]).map(|i| i.name), Some("ops-alice".to_owned()));
@@ -252,7 +255,7 @@ mod tests {
     #[test]
     fn revoke_writes_a_crl_the_agent_loads() {
         let d = tempfile::tempdir().expect("tempdir");
-        init(d.path(), &[], false).expect("init");
+        init(d.path(), &[], false, LEAF_DAYS).expect("init");
         issue(d.path(), "mallory", 30).expect("issue");
         issue(d.path(), "eve", 30).expect("issue");
         revoke(d.path(), "mallory").expect("revoke");
@@ -268,7 +271,7 @@ mod tests {
     #[test]
     fn readable_keys_are_refused() {
         let d = tempfile::tempdir().expect("tempdir");
-        init(d.path(), &[], false).expect("init");
+        init(d.path(), &[], false, LEAF_DAYS).expect("init");
         fs::set_permissions(d.path().join(AGENT_KEY), fs::Permissions::from_mode(0o644)).expect("chmod");
         let err = TlsFiles::new(d.path()).server_config().expect_err("refused");
         assert!(err.to_string().contains("chmod 600"), "{err}");

@@ -55,6 +55,9 @@ enum CertsCommand {
         /// Replace an existing set.
         #[arg(long)]
         force: bool,
+        /// Validity of the agent and client certificates, in days.
+        #[arg(long, default_value_t = certs::LEAF_DAYS)]
+        days: i64,
     },
     /// Revoke DIR/NAME.crt: adds it to DIR/crl.pem, which agents using DIR
     /// load within their TLS reload interval.
@@ -84,8 +87,8 @@ fn main() -> ExitCode {
         Command::Run { config, listen, tls_dir, packs_dir, data_dir } => {
             run(config, Overrides { listen, tls_dir, packs_dir, data_dir })
         }
-        Command::Certs { command: CertsCommand::Init { dir, sans, force } } => {
-            certs::init(&dir, &sans, force).map(print_files).map_err(Into::into)
+        Command::Certs { command: CertsCommand::Init { dir, sans, force, days } } => {
+            certs::init(&dir, &sans, force, days).map(print_files).map_err(Into::into)
         }
         Command::Certs { command: CertsCommand::Revoke { dir, name } } => {
             certs::revoke(&dir, &name).map(print_files).map_err(Into::into)

@@ -99,6 +99,14 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
 }
 
+/// When the agent's own certificate expires (unix seconds), if readable.
+pub fn agent_cert_expiry(dir: &Path) -> Option<i64> {
+    use x509_parser::prelude::FromDer;
+    let certs = load_certs(&dir.join(AGENT_CERT)).ok()?;
+    let (_, x509) = x509_parser::certificate::X509Certificate::from_der(certs.first()?.as_ref()).ok()?;
+    Some(x509.validity().not_after.timestamp())
+}
+
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let certs = rustls_pemfile::certs(&mut BufReader::new(bytes.as_slice()))

@@ -93,3 +93,16 @@ def test_disk_usage_example_runs(make_agent, tmp_path):
     chunks, end = follow(s, eid)
     assert end.execution.state == pb.STATE_SUCCEEDED, text(chunks, None)
     assert str(tmp_path / "d") in text(chunks)
+
+
+def test_an_agent_certificate_near_expiry_shows_in_health(make_agent, tmp_path):
+    from bolt_testing import agent_bin
+
+    certs = tmp_path / "short"
+    subprocess.run([str(agent_bin()), "certs", "init", "--dir", str(certs), "--days", "5"], check=True, capture_output=True)
+    a = make_agent(certs=certs)
+    h = stub_for(a).Health(pb.HealthRequest())
+    assert h.status == pb.SERVING_STATUS_DEGRADED
+    assert any("certificate" in p and ("expires in 4 days" in p or "expires in 5 days" in p) for p in h.problems), h.problems
+    ok = make_agent()
+    assert not any("certificate" in p for p in stub_for(ok).Health(pb.HealthRequest()).problems)

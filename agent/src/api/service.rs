@@ -30,6 +30,7 @@ pub struct AgentState {
     pub instance: InstanceConfig,
     pub hostname: String,
     pub data_dir: std::path::PathBuf,
+    pub tls_dir: std::path::PathBuf,
     pub default_timeout: Duration,
     pub max_idempotency_key_bytes: usize,
     /// Becomes true when shutdown starts.
@@ -44,12 +45,16 @@ impl AgentState {
             instance: config.instance.clone(),
             hostname: crate::hostname(),
             data_dir: config.data_dir.clone(),
+            tls_dir: config.tls_dir.clone(),
             default_timeout: config.exec.default_timeout,
             max_idempotency_key_bytes: config.limits.max_idempotency_key_bytes,
             shutdown,
         }
     }
 }
+
+/// Health warns this many days before the agent's certificate expires.
+const CERT_WARNING_DAYS: i64 = 14;
 
 /// Longest grace a Kill may ask for between SIGTERM and SIGKILL.
 const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
@@ -78,6 +83,18 @@ impl BoltService {
             .iter()
             .map(|e| format!("pack {} skipped: {}", e.source.display(), e.error))
             .collect();
+        if let Some(expiry) = crate::tls::agent_cert_expiry(&self.state.tls_dir) {
+            let now =
+                SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let days = (expiry - now) / 86400;
+            if expiry - now < CERT_WARNING_DAYS * 86400 {
+                problems.push(format!(
+                    "the agent's certificate {} expires in {days} days; rotate it (files in {} are reloaded)",
+                    self.state.tls_dir.join(crate::tls::AGENT_CERT).display(),
+                    self.state.tls_dir.display()
+                ));
+            }
+        }
         if let Some((free, _)) = disk_space(&self.state.data_dir) {
             if free < 100 << 20 {
                 problems.push(format!(
