@@ -81,6 +81,7 @@ test-java: build venv
 
 bench: release venv
 	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/agent_bench.py
+	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/pack_bench.py
 	$(MAKE) -C clients/python bench VENV=$(VENV) BOLT_AGENT_BIN=$(AGENT_RELEASE)
 
 clean:

@@ -63,8 +63,10 @@ pub fn require_identity(req: Request<()>) -> Result<Request<()>, Status> {
 
 #[allow(clippy::result_large_err)]
 pub(crate) fn identity<T>(req: &Request<T>) -> Result<Arc<PeerIdentity>, Status> {
-    req.extensions()
-        .get::<ConnInfo>()
-        .and_then(|c| c.identity.clone())
+    let conn = req.extensions().get::<ConnInfo>();
+    if let Some(refused) = conn.and_then(|c| c.refused.as_ref()) {
+        return Err(Status::resource_exhausted(refused.to_string()));
+    }
+    conn.and_then(|c| c.identity.clone())
         .ok_or_else(|| Status::unauthenticated("a client certificate signed by the agent's CA is required"))
 }

@@ -11,6 +11,7 @@ use crate::{
     api::{self, AgentState, BoltService},
     authz::Authorizer,
     config::Config,
+    distribution::{sync::Distribution, venv::Venvs},
     exec::{layout, Executor, ExecutorConfig},
     packs::{ArgLimits, Registry},
     shutdown::stopped,
@@ -58,7 +59,10 @@ impl App {
         layout::create_private_dir(&c.data_dir).map_err(data_err)?;
         let layout = layout::Layout::new(&c.data_dir).map_err(data_err)?;
         let store = Store::open(&c.data_dir.join("history.redb"))?;
-        let registry = Arc::new(Registry::new(c.packs_dir.clone()));
+        let venvs = Arc::new(Venvs::new(c.sync.dir.join("venvs"), c.sync.python.clone(), c.sync.pip_timeout));
+        let registry = Arc::new(Registry::new(c.packs_dir.clone(), venvs.clone()));
+        let dist = Distribution::new(c, venvs).await;
+        registry.set_installed(dist.installed_at_start());
         registry.reload();
         let tls_files = TlsFiles::new(&c.tls_dir);
         let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
@@ -87,6 +91,7 @@ impl App {
         let executor = Executor::new(self.executor_config(caps_mode, parents)?, store, layout);
         executor.recover().await?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        crate::distribution::sync::spawn(dist.clone(), registry.clone(), executor.clone(), stop_rx.clone());
         crate::exec::retention::spawn(
             executor.clone(),
             crate::exec::retention::RetentionConfig {
@@ -126,10 +131,21 @@ impl App {
             .build_v1alpha()
             .map_err(|e| AppError::Reflection(e.to_string()))?;
 
-        let service = BoltService::new(executor, registry, Arc::new(Authorizer::new(&c.authz)), state);
+        let admission = crate::admission::Admission::new(
+            c.limits.max_connections_per_identity,
+            c.limits.max_streams_per_identity,
+        );
+        let service = BoltService::new(
+            executor,
+            registry,
+            Arc::new(Authorizer::new(&c.authz)),
+            state,
+            dist,
+            admission.clone(),
+        );
         let bolt =
             BoltServer::new(service).max_decoding_message_size(c.limits.max_message_bytes.as_u64() as usize);
-        let incoming = serve_incoming(listener, tls, c.limits.handshake_timeout);
+        let incoming = serve_incoming(listener, tls, c.limits.handshake_timeout, admission.clone());
 
         let stop = {
             let stop_rx = stop_rx.clone();
@@ -191,11 +207,14 @@ impl App {
             nice: c.exec.nice,
             output_max: c.exec.output_max.as_u64(),
             max_running: c.limits.max_running,
+            max_running_per_pack: c.limits.max_running_per_pack,
+            max_pending: c.limits.max_pending,
             arg_limits: ArgLimits {
                 max_arg_bytes: c.limits.max_arg_bytes.as_u64() as usize,
                 max_args_bytes: c.limits.max_args_bytes.as_u64() as usize,
             },
             base_env,
+            root_packs: c.exec.root_packs.clone(),
             self_exe: self_exe().map_err(AppError::SelfExe)?,
             caps_mode,
             cgroup_parents,
@@ -223,14 +242,15 @@ fn self_exe() -> std::io::Result<PathBuf> {
 
 fn spawn_pack_rescan(registry: Arc<Registry>, every: Duration, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.tick().await;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
+            // The first round builds the virtualenvs the packs folder needs
+            // without holding up the start.
+            registry.build_local_venvs().await;
+            let r = registry.clone();
+            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
             tokio::select! {
-                _ = tick.tick() => {
-                    let r = registry.clone();
-                    let _ = tokio::task::spawn_blocking(move || r.reload()).await;
-                }
+                _ = tick.tick() => {}
                 () = stopped(&mut stop) => return,
             }
         }

@@ -44,6 +44,7 @@ pub struct Config {
     pub exec: ExecConfig,
     pub limits: LimitsConfig,
     pub packs: PacksConfig,
+    pub sync: SyncConfig,
     pub caps: CapsConfig,
     pub history: HistoryConfig,
     pub agent: AgentConfig,
@@ -62,6 +63,7 @@ impl Default for Config {
             exec: ExecConfig::default(),
             limits: LimitsConfig::default(),
             packs: PacksConfig::default(),
+            sync: SyncConfig::default(),
             caps: CapsConfig::default(),
             history: HistoryConfig::default(),
             agent: AgentConfig::default(),
@@ -117,6 +119,9 @@ pub struct ExecConfig {
     pub env_passthrough: Vec<String>,
     /// PATH given to actions.
     pub path: String,
+    /// Packs whose actions may run as root (glob patterns): actions that
+    /// declare no `user` run as the agent's user. `[]` forbids root to all.
+    pub root_packs: Vec<String>,
 }
 
 impl Default for ExecConfig {
@@ -128,6 +133,7 @@ impl Default for ExecConfig {
             output_max: ByteSize::mib(64),
             env_passthrough: Vec::new(),
             path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            root_packs: vec!["*".into()],
         }
     }
 }
@@ -138,6 +144,14 @@ impl Default for ExecConfig {
 pub struct LimitsConfig {
     /// Executions PENDING or RUNNING at once.
     pub max_running: usize,
+    /// Executions of one pack PENDING or RUNNING at once.
+    pub max_running_per_pack: usize,
+    /// Executions accepted but not started yet (PENDING).
+    pub max_pending: usize,
+    /// Open connections of one client identity.
+    pub max_connections_per_identity: usize,
+    /// Open StreamOutput calls of one client identity.
+    pub max_streams_per_identity: usize,
     /// Largest gRPC message the agent decodes.
     pub max_message_bytes: ByteSize,
     /// Largest single argument value.
@@ -160,6 +174,10 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_running: 256,
+            max_running_per_pack: 64,
+            max_pending: 64,
+            max_connections_per_identity: 64,
+            max_streams_per_identity: 256,
             max_message_bytes: ByteSize::mib(4),
             max_arg_bytes: ByteSize::kib(64),
             max_args_bytes: ByteSize::kib(256),
@@ -183,6 +201,113 @@ pub struct PacksConfig {
 impl Default for PacksConfig {
     fn default() -> Self {
         Self { rescan_interval: Duration::from_secs(10) }
+    }
+}
+
+/// Where packs are published: an S3 bucket or an S3-compatible server.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Key prefix of everything Bolt writes in the bucket.
+    pub prefix: String,
+    pub region: String,
+    /// Endpoint URL of an S3-compatible server; empty for AWS.
+    pub endpoint: String,
+    /// Path-style addressing (`endpoint/bucket/key`), as most S3-compatible
+    /// servers want.
+    pub path_style: bool,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: "bolt".into(),
+            region: "us-east-1".into(),
+            endpoint: String::new(),
+            path_style: false,
+        }
+    }
+}
+
+/// `[sync]`: installing packs published to S3 for this agent's stage and app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyncConfig {
+    pub enabled: bool,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    pub endpoint: String,
+    pub path_style: bool,
+    /// Time between checks of the stage's index.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Random spread of each interval, as a fraction of it (0..1), so a
+    /// fleet does not poll in step.
+    pub jitter: f64,
+    /// ed25519 public keys (PEM) whose signatures are trusted.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Installed packs and virtualenvs; empty means `<data_dir>/installed`.
+    pub dir: PathBuf,
+    /// Largest archive downloaded.
+    pub max_archive_size: ByteSize,
+    /// Largest total size of an archive's files.
+    pub max_unpacked_size: ByteSize,
+    /// Most entries in one archive.
+    pub max_files: usize,
+    /// Time limit of one S3 request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time limit of building one virtualenv.
+    #[serde(with = "humantime_serde")]
+    pub pip_timeout: Duration,
+    /// Python that builds virtualenvs.
+    pub python: String,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        let s3 = S3Settings::default();
+        Self {
+            enabled: false,
+            bucket: s3.bucket,
+            prefix: s3.prefix,
+            region: s3.region,
+            endpoint: s3.endpoint,
+            path_style: s3.path_style,
+            interval: Duration::from_secs(120),
+            jitter: 0.2,
+            trusted_keys: Vec::new(),
+            dir: PathBuf::new(),
+            max_archive_size: ByteSize::mib(64),
+            max_unpacked_size: ByteSize::mib(256),
+            max_files: 10_000,
+            request_timeout: Duration::from_secs(30),
+            pip_timeout: Duration::from_secs(600),
+            python: "python3".into(),
+        }
+    }
+}
+
+impl SyncConfig {
+    pub fn s3(&self) -> S3Settings {
+        S3Settings {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            path_style: self.path_style,
+        }
+    }
+
+    pub fn archive_limits(&self) -> crate::packs::archive::Limits {
+        crate::packs::archive::Limits {
+            max_archive_bytes: self.max_archive_size.as_u64(),
+            max_unpacked_bytes: self.max_unpacked_size.as_u64(),
+            max_files: self.max_files,
+        }
     }
 }
 
@@ -301,6 +426,8 @@ pub struct Overrides {
     pub tls_dir: Option<PathBuf>,
     pub packs_dir: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
+    pub stage: Option<String>,
+    pub app: Option<String>,
 }
 
 impl Config {
@@ -330,6 +457,15 @@ impl Config {
         if let Some(v) = overrides.data_dir {
             config.data_dir = v;
         }
+        if let Some(v) = overrides.stage {
+            config.instance.stage = v;
+        }
+        if let Some(v) = overrides.app {
+            config.instance.app = v;
+        }
+        if config.sync.dir.as_os_str().is_empty() {
+            config.sync.dir = config.data_dir.join("installed");
+        }
         if config.instance.id.is_empty() {
             config.instance.id = crate::hostname();
         }
@@ -355,8 +491,16 @@ impl Config {
         if self.exec.default_timeout.is_zero() {
             problems.push("exec.default_timeout must be more than 0".to_string());
         }
-        if self.limits.max_running == 0 {
-            problems.push("limits.max_running must be at least 1".to_string());
+        for (name, v) in [
+            ("max_running", self.limits.max_running),
+            ("max_running_per_pack", self.limits.max_running_per_pack),
+            ("max_pending", self.limits.max_pending),
+            ("max_connections_per_identity", self.limits.max_connections_per_identity),
+            ("max_streams_per_identity", self.limits.max_streams_per_identity),
+        ] {
+            if v == 0 {
+                problems.push(format!("limits.{name} must be at least 1"));
+            }
         }
         if !["dev", "test", "prod"].contains(&self.instance.stage.as_str()) {
             problems
@@ -373,6 +517,23 @@ impl Config {
         }
         if !crate::packs::manifest::valid_name(&self.caps.cgroup_name) {
             problems.push(format!("caps.cgroup_name = {:?} is not a valid name", self.caps.cgroup_name));
+        }
+        if self.sync.enabled {
+            if self.sync.bucket.is_empty() {
+                problems.push("sync.bucket must be set when sync.enabled = true".to_string());
+            }
+            if self.sync.trusted_keys.is_empty() {
+                problems.push(
+                    "sync.trusted_keys must name at least one public key when sync.enabled = true"
+                        .to_string(),
+                );
+            }
+        }
+        if self.sync.interval < Duration::from_millis(200) {
+            problems.push("sync.interval must be at least 200ms".to_string());
+        }
+        if !(0.0..1.0).contains(&self.sync.jitter) {
+            problems.push(format!("sync.jitter = {} is not in 0..1", self.sync.jitter));
         }
         if let Err(e) = self.authz.validate() {
             problems.push(e);

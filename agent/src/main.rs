@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod pack_cli;
+
 use bolt_agent::{
     certs,
     config::{Config, Overrides},
@@ -32,6 +34,22 @@ enum Command {
         packs_dir: Option<PathBuf>,
         #[arg(long, env = "BOLT_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Pack stage this agent follows (dev, test, prod).
+        #[arg(long, env = "BOLT_STAGE")]
+        stage: Option<String>,
+        /// App of this instance: packs targeting it are installed.
+        #[arg(long, env = "BOLT_APP")]
+        app: Option<String>,
+    },
+    /// Packs: check, build, publish to S3, promote, list, audit.
+    Pack {
+        #[command(subcommand)]
+        command: pack_cli::PackCommand,
+    },
+    /// Signing keys for packs.
+    Keys {
+        #[command(subcommand)]
+        command: pack_cli::KeysCommand,
     },
     /// Development certificates.
     Certs {
@@ -84,9 +102,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // Before anything else: the supervisor forks and must be single-threaded.
         Command::Supervise { dir } => return bolt_agent::supervisor::main(&dir),
-        Command::Run { config, listen, tls_dir, packs_dir, data_dir } => {
-            run(config, Overrides { listen, tls_dir, packs_dir, data_dir })
+        Command::Run { config, listen, tls_dir, packs_dir, data_dir, stage, app } => {
+            run(config, Overrides { listen, tls_dir, packs_dir, data_dir, stage, app })
         }
+        Command::Pack { command } => pack_cli::pack(command),
+        Command::Keys { command } => pack_cli::keys(command),
         Command::Certs { command: CertsCommand::Init { dir, sans, force, days } } => {
             certs::init(&dir, &sans, force, days).map(print_files).map_err(Into::into)
         }

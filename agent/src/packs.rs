@@ -1,5 +1,6 @@
 //! Packs: versioned folders of whitelisted actions described by `pack.toml`.
 
+pub mod archive;
 pub mod manifest;
 pub mod params;
 pub mod registry;

@@ -59,6 +59,7 @@ class Agent:
         packs: list[Path] | None = None,
         config: str = "",
         certs: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="bolt-agent-"))
         self.certs = certs or make_certs(self.root / "certs")
@@ -70,6 +71,8 @@ class Agent:
         for pack in packs if packs is not None else [TEST_PACKS / "bolt-test"]:
             shutil.copytree(pack, self.packs_dir / pack.name, symlinks=True)
         self.config_path.write_text(config)
+        # Extra environment variables of the agent process (e.g. AWS credentials).
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = ""
         self.port = 0
@@ -94,6 +97,7 @@ class Agent:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env} if self.env else None,
         )
         log.close()
         deadline = time.monotonic() + timeout

@@ -15,11 +15,13 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, identity};
 use crate::{
+    admission::Admission,
     authz::{Authorizer, Permission},
     caps::CapsMode,
     config::{Config, InstanceConfig},
+    distribution::{dev_build, sync::Distribution},
     exec::{output, Executor, StartRequest},
-    packs::Registry,
+    packs::{LoadedAction, Registry},
     store::Query,
 };
 
@@ -64,6 +66,8 @@ pub struct BoltService {
     registry: Arc<Registry>,
     authz: Arc<Authorizer>,
     state: Arc<AgentState>,
+    dist: Arc<Distribution>,
+    admission: Arc<Admission>,
 }
 
 impl BoltService {
@@ -72,8 +76,38 @@ impl BoltService {
         registry: Arc<Registry>,
         authz: Arc<Authorizer>,
         state: Arc<AgentState>,
+        dist: Arc<Distribution>,
+        admission: Arc<Admission>,
     ) -> Self {
-        Self { executor, registry, authz, state }
+        Self { executor, registry, authz, state, dist, admission }
+    }
+
+    /// The action of a dev build, fetched for this execution, and the folder
+    /// to remove when it ends.
+    async fn dev_action(
+        &self,
+        who: &str,
+        r: &pb::ExecuteRequest,
+        dev: &pb::DevBuild,
+    ) -> Result<(Arc<LoadedAction>, std::path::PathBuf), Status> {
+        if !crate::packs::manifest::valid_name(&r.pack) {
+            return Err(crate::packs::ResolveError::BadPackName(r.pack.chars().take(80).collect()).into());
+        }
+        if !crate::packs::manifest::valid_name(&r.action) {
+            return Err(crate::packs::ResolveError::BadActionName(r.action.chars().take(80).collect()).into());
+        }
+        self.authz.check(who, Permission::Dev, Some(&r.pack))?;
+        let pack = dev_build::fetch(&self.dist, &r.pack, &dev.version, &dev.sha256).await?;
+        tracing::info!(target: "audit", pack = %r.pack, version = %pack.version, sha256 = pack.sha256.as_deref(), "dev build fetched");
+        let dir = pack.dir.clone();
+        match pack.actions.get(&r.action) {
+            Some(a) => Ok((a.clone(), dir)),
+            None => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(crate::packs::ResolveError::NoAction { pack: r.pack.clone(), action: r.action.clone() }
+                    .into())
+            }
+        }
     }
 
     fn health(&self) -> pb::HealthResponse {
@@ -104,6 +138,10 @@ impl BoltService {
                 ));
             }
         }
+        let sync = self.dist.status();
+        if !sync.last_error.is_empty() {
+            problems.push(format!("pack sync: {}", sync.last_error));
+        }
         let status = if *self.state.shutdown.borrow() {
             pb::ServingStatus::NotServing
         } else if problems.is_empty() {
@@ -118,6 +156,20 @@ impl BoltService {
             caps_enforced: self.executor.caps_mode() != CapsMode::None,
             pack_errors: pack_errors(&snapshot),
         }
+    }
+}
+
+fn pack_sync(dist: &Distribution) -> pb::PackSync {
+    let s = dist.status();
+    pb::PackSync {
+        enabled: s.enabled,
+        stage: s.stage,
+        last_attempt: s.last_attempt.map(convert::timestamp),
+        last_success: s.last_success.map(convert::timestamp),
+        last_error: s.last_error,
+        failures: s.failures,
+        requests: s.requests,
+        generation: s.generation,
     }
 }
 
@@ -175,9 +227,19 @@ impl Bolt for BoltService {
                 self.state.max_idempotency_key_bytes
             )));
         }
-        let action = self.registry.resolve(&r.pack, &r.action)?;
-        self.authz.check(&who.name, Permission::Execute, Some(&r.pack))?;
         let timeout = r.timeout.as_ref().map(|d| convert::from_duration("timeout", d)).transpose()?;
+        let (action, dev_dir) = match &r.dev_build {
+            Some(dev) => {
+                self.authz.check(&who.name, Permission::Execute, Some(&r.pack))?;
+                let (a, dir) = self.dev_action(&who.name, &r, dev).await?;
+                (a, Some(dir))
+            }
+            None => {
+                let action = self.registry.resolve(&r.pack, &r.action)?;
+                self.authz.check(&who.name, Permission::Execute, Some(&r.pack))?;
+                (action, None)
+            }
+        };
         let started = self
             .executor
             .start(StartRequest {
@@ -186,6 +248,7 @@ impl Bolt for BoltService {
                 caller: who.name.clone(),
                 idempotency_key: r.idempotency_key,
                 timeout,
+                dev_dir,
             })
             .await?;
         Ok(Response::new(pb::ExecuteResponse {
@@ -262,8 +325,11 @@ impl Bolt for BoltService {
         self.authz.check(&who.name, Permission::Read, None)?;
         let r = req.into_inner();
         let id = convert::execution_id(&r.execution_id)?;
+        let permit =
+            self.admission.stream(&who.name).map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let rx = output::stream(&self.executor, &id, r.offset, r.follow, self.state.shutdown.clone())?;
-        let stream = ReceiverStream::new(rx).map(|item| match item {
+        // The permit lives as long as the stream.
+        let stream = ReceiverStream::new(rx).map(move |item| match (item, &permit).0 {
             Ok(output::Item::Chunk(c)) => Ok(convert::chunk(c)),
             Ok(output::Item::End(rec, offset)) => Ok(pb::OutputChunk {
                 end: true,
@@ -340,6 +406,8 @@ impl Bolt for BoltService {
                     description: p.manifest.description.clone(),
                     source: p.dir.display().to_string(),
                     actions: p.actions.len() as u32,
+                    sha256: p.sha256.clone().unwrap_or_default(),
+                    origin: p.origin.as_str().into(),
                 })
                 .collect(),
             pack_errors: health.pack_errors,
@@ -352,6 +420,7 @@ impl Bolt for BoltService {
             agent_rss_bytes: crate::procfs::rss_bytes(std::process::id()).unwrap_or(0),
             status: health.status,
             problems: health.problems,
+            pack_sync: Some(pack_sync(&self.dist)),
         }))
     }
 }

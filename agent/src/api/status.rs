@@ -4,6 +4,7 @@ use tonic::{Code, Status};
 
 use crate::{
     authz::Denied,
+    distribution::dev_build::DevBuildError,
     exec::{output::FollowError, ExecError},
     packs::ResolveError,
     store::StoreError,
@@ -25,6 +26,7 @@ impl From<ExecError> for Status {
             ExecError::Args(a) if a.is_limit() => Code::ResourceExhausted,
             ExecError::Args(_) => Code::InvalidArgument,
             ExecError::Busy { .. } => Code::ResourceExhausted,
+            ExecError::RunAs(_) | ExecError::RootForbidden { .. } => Code::FailedPrecondition,
             ExecError::KeyReused(_) => Code::AlreadyExists,
             ExecError::NotFound(_) => Code::NotFound,
             ExecError::Store(StoreError::Closed | StoreError::Reopening) => Code::Unavailable,
@@ -62,5 +64,20 @@ impl From<Denied> for Status {
     fn from(e: Denied) -> Self {
         tracing::info!(target: "audit", identity = %e.identity, permission = %e.permission, pack = e.pack.as_deref(), "denied");
         Status::permission_denied(e.to_string())
+    }
+}
+
+impl From<DevBuildError> for Status {
+    fn from(e: DevBuildError) -> Self {
+        let code = match &e {
+            DevBuildError::NotConfigured => Code::FailedPrecondition,
+            DevBuildError::Unnamed | DevBuildError::BadVersion(_) | DevBuildError::BadSha256(_) => {
+                Code::InvalidArgument
+            }
+            DevBuildError::NotFound { .. } => Code::NotFound,
+            DevBuildError::Refused { .. } => Code::FailedPrecondition,
+        };
+        tracing::warn!(error = %e, "dev build");
+        Status::new(code, e.to_string())
     }
 }

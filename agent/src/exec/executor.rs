@@ -30,9 +30,13 @@ pub struct ExecutorConfig {
     pub nice: i32,
     pub output_max: u64,
     pub max_running: usize,
+    pub max_running_per_pack: usize,
+    pub max_pending: usize,
     pub arg_limits: ArgLimits,
     /// PATH, LANG and the passed-through variables every action gets.
     pub base_env: Vec<(String, String)>,
+    /// Packs that may run as root (glob patterns).
+    pub root_packs: Vec<String>,
     /// This binary, re-executed as `supervise`.
     pub self_exe: PathBuf,
     /// How caps are applied on this host, the agent's original cgroups and
@@ -50,8 +54,12 @@ pub struct ExecutorConfig {
 pub enum ExecError {
     #[error(transparent)]
     Args(#[from] ArgError),
-    #[error("{running} executions are running; the limit is {limit} (limits.max_running)")]
-    Busy { running: usize, limit: usize },
+    #[error("{what}; the limit is {limit} ({setting})")]
+    Busy { what: String, limit: usize, setting: &'static str },
+    #[error(transparent)]
+    RunAs(#[from] crate::runas::RunAsError),
+    #[error("pack {pack:?} may not run as root on this agent (exec.root_packs); give the action a `user` in pack.toml")]
+    RootForbidden { pack: String },
     #[error("idempotency key {0:?} was already used for a different request")]
     KeyReused(String),
     #[error("no execution {0:?}")]
@@ -73,6 +81,8 @@ pub struct StartRequest {
     pub caller: String,
     pub idempotency_key: String,
     pub timeout: Option<Duration>,
+    /// A dev build's folder, removed when the execution ends.
+    pub dev_dir: Option<std::path::PathBuf>,
 }
 
 pub struct Started {
@@ -117,6 +127,18 @@ impl Executor {
     /// for the action.
     pub async fn start(&self, req: StartRequest) -> Result<Started, ExecError> {
         let bound = req.action.bind(&req.args, self.inner.cfg.arg_limits)?;
+        let run_as =
+            crate::runas::resolve(req.action.spec.user.as_deref(), req.action.spec.group.as_deref())?;
+        if crate::runas::is_root(run_as.as_ref())
+            && !self
+                .inner
+                .cfg
+                .root_packs
+                .iter()
+                .any(|p| wildmatch::WildMatch::new(p).matches(&req.action.pack))
+        {
+            return Err(ExecError::RootForbidden { pack: req.action.pack.clone() });
+        }
         let timeout = req.action.timeout(req.timeout, self.inner.cfg.default_timeout);
         let request_hash = request_hash(&req, timeout);
         if let Some(free) = free_bytes(&self.inner.layout.root) {
@@ -128,10 +150,7 @@ impl Executor {
                 });
             }
         }
-        let running = self.running();
-        if running >= self.inner.cfg.max_running {
-            return Err(ExecError::Busy { running, limit: self.inner.cfg.max_running });
-        }
+        self.admit(&req.action.pack)?;
         let record = ExecRecord {
             id: uuid::Uuid::now_v7().to_string(),
             pack: req.action.pack.clone(),
@@ -144,6 +163,7 @@ impl Executor {
             request_hash,
             timeout_ms: timeout.as_millis() as u64,
             created_at_ms: unix_ms(SystemTime::now()),
+            dev_dir: req.dev_dir.as_ref().map(|d| d.to_string_lossy().into_owned()).unwrap_or_default(),
             ..Default::default()
         };
         // Registered before the record is written so that a concurrent retry
@@ -154,6 +174,9 @@ impl Executor {
             Ok(Created::New) => {}
             Ok(Created::Existing(existing)) => {
                 self.live().remove(&record.id);
+                if let Some(dir) = &req.dev_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 if existing.request_hash != record.request_hash {
                     return Err(ExecError::KeyReused(record.idempotency_key));
                 }
@@ -162,10 +185,29 @@ impl Executor {
             }
             Err(e) => {
                 self.live().remove(&record.id);
+                if let Some(dir) = &req.dev_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
                 return Err(e.into());
             }
         }
         let mut env = self.inner.cfg.base_env.clone();
+        if let Some(venv) = &req.action.venv {
+            for (k, v) in &mut env {
+                if k == "PATH" {
+                    *v = format!("{}:{v}", venv.join("bin").display());
+                }
+            }
+            env.push(("VIRTUAL_ENV".to_owned(), venv.to_string_lossy().into_owned()));
+        }
+        if let Some(r) = &run_as {
+            env.retain(|(k, _)| !matches!(k.as_str(), "HOME" | "USER" | "LOGNAME"));
+            env.extend([
+                ("HOME".to_owned(), r.home.clone()),
+                ("USER".to_owned(), r.user.clone()),
+                ("LOGNAME".to_owned(), r.user.clone()),
+            ]);
+        }
         env.extend([
             ("BOLT_EXECUTION_ID".to_owned(), record.id.clone()),
             ("BOLT_PACK".to_owned(), record.pack.clone()),
@@ -185,6 +227,7 @@ impl Executor {
             output_max: self.inner.cfg.output_max,
             nice: self.inner.cfg.nice,
             caps: self.caps_for(&req.action, &record.id),
+            run_as,
         };
         let span = tracing::info_span!("execution", id = %record.id, caller = %record.caller, pack = %record.pack, action = %record.action);
         tracing::info!(target: "audit", parent: &span, args = ?record.args, timeout_ms = record.timeout_ms, "execute");
@@ -192,6 +235,42 @@ impl Executor {
         let id = record.id.clone();
         tokio::spawn(async move { this.launch(id, spec).await }.instrument(span));
         Ok(Started { record, deduplicated: false })
+    }
+
+    /// The admission caps: executions at once, of one pack, and pending.
+    fn admit(&self, pack: &str) -> Result<(), ExecError> {
+        let cfg = &self.inner.cfg;
+        let live = self.live();
+        let (mut of_pack, mut pending) = (0, 0);
+        for tx in live.values() {
+            let r = tx.borrow();
+            of_pack += usize::from(r.pack == pack);
+            pending += usize::from(r.state == ExecState::Pending);
+        }
+        let exhausted =
+            |what: String, limit: usize, setting: &'static str| Err(ExecError::Busy { what, limit, setting });
+        if live.len() >= cfg.max_running {
+            return exhausted(
+                format!("{} executions are running", live.len()),
+                cfg.max_running,
+                "limits.max_running",
+            );
+        }
+        if of_pack >= cfg.max_running_per_pack {
+            return exhausted(
+                format!("{of_pack} executions of pack {pack:?} are running"),
+                cfg.max_running_per_pack,
+                "limits.max_running_per_pack",
+            );
+        }
+        if pending >= cfg.max_pending {
+            return exhausted(
+                format!("{pending} executions are waiting to start"),
+                cfg.max_pending,
+                "limits.max_pending",
+            );
+        }
+        Ok(())
     }
 
     fn caps_for(&self, action: &LoadedAction, id: &str) -> CapsSpec {
@@ -278,6 +357,25 @@ impl Executor {
         // also read it from the history.
         self.publish(&rec);
         self.live().remove(&id);
+        if !rec.dev_dir.is_empty() {
+            let dir = std::path::Path::new(&rec.dev_dir);
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => tracing::debug!(dir = %dir.display(), "dev build removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot remove the dev build"),
+            }
+        }
+    }
+
+    /// (pack, version) of every live execution: versions not to remove.
+    pub fn live_versions(&self) -> std::collections::HashSet<(String, String)> {
+        self.live()
+            .values()
+            .map(|tx| {
+                let r = tx.borrow();
+                (r.pack.clone(), r.pack_version.clone())
+            })
+            .collect()
     }
 
     fn publish(&self, rec: &ExecRecord) {
@@ -477,5 +575,9 @@ fn request_hash(req: &StartRequest, timeout: Duration) -> String {
         h.update([0]);
     }
     h.update(timeout.as_millis().to_le_bytes());
+    if req.dev_dir.is_some() {
+        h.update(b"dev\0");
+        h.update(req.action.pack_version.as_bytes());
+    }
     hex::encode(&h.finalize()[..16])
 }

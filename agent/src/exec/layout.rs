@@ -47,6 +47,9 @@ pub struct Spec {
     /// Cgroup and limits; rlimits stand in where there is no cgroup.
     #[serde(default)]
     pub caps: crate::caps::CapsSpec,
+    /// Credentials to drop to before exec; None keeps the supervisor's.
+    #[serde(default)]
+    pub run_as: Option<crate::runas::RunAs>,
 }
 
 /// How an execution ended, as the supervisor saw it.

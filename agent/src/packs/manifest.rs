@@ -23,6 +23,15 @@ pub fn valid_name(name: &str) -> bool {
             .all(|(i, b)| b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && b == b'-'))
 }
 
+/// Versions: `[A-Za-z0-9._+-]`, at most 64 bytes, not starting with a dot
+/// (a version names a folder).
+pub fn valid_version(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && !v.starts_with('.')
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+}
+
 /// Names of parameters: like pack names, `_` also allowed after the first.
 pub fn valid_param_name(name: &str) -> bool {
     !name.is_empty()
@@ -69,6 +78,13 @@ pub struct ActionSpec {
     pub cpu_max: Option<f64>,
     #[serde(default)]
     pub pids_max: Option<u32>,
+    /// User the action runs as (it must exist on the host); the agent's own
+    /// user (root) if absent.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Group the action runs as; the user's primary group if absent.
+    #[serde(default)]
+    pub group: Option<String>,
     /// Parameters in declared order.
     #[serde(default)]
     pub params: IndexMap<String, ParamSpec>,
@@ -156,9 +172,9 @@ impl PackManifest {
         fs::File::open(&path)
             .and_then(|f| f.take(MAX_MANIFEST_BYTES).read_to_string(&mut text))
             .map_err(|source| ManifestError::Read { path: path.clone(), source })?;
-        let manifest: Self = toml::from_str(&text).map_err(|e| ManifestError::Syntax {
-            path: path.clone(),
-            message: e.to_string().trim_end().replace('\n', " "),
+        let manifest = Self::parse(&text).map_err(|e| match e {
+            ManifestError::Syntax { message, .. } => ManifestError::Syntax { path: path.clone(), message },
+            other => other,
         })?;
         let problems = manifest.problems(dir);
         if problems.is_empty() {
@@ -166,6 +182,15 @@ impl PackManifest {
         } else {
             Err(ManifestError::Invalid(problems))
         }
+    }
+
+    /// Parses the text of a pack.toml without checking it against any
+    /// folder (see [`PackManifest::problems`]); syntax errors name `pack.toml`.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        toml::from_str(text).map_err(|e| ManifestError::Syntax {
+            path: PathBuf::from("pack.toml"),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })
     }
 
     /// Every problem of the manifest, checked against the pack folder `dir`.
@@ -181,10 +206,7 @@ impl PackManifest {
             );
         }
         if let Some(v) = &self.version {
-            if v.is_empty()
-                || v.len() > 64
-                || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
-            {
+            if !valid_version(v) {
                 push("version".into(), format!("{v:?} is not a valid version"));
             }
         }
@@ -210,6 +232,16 @@ impl PackManifest {
             }
             if action.memory_max.is_some_and(|m| m.as_u64() < 1 << 20) {
                 push(format!("{at}.memory_max"), "must be at least 1MiB".into());
+            }
+            if let Some(user) = &action.user {
+                if let Err(message) = crate::runas::check_user(user) {
+                    push(format!("{at}.user"), message);
+                }
+            }
+            if let Some(group) = &action.group {
+                if let Err(message) = crate::runas::check_group(group) {
+                    push(format!("{at}.group"), message);
+                }
             }
             for (name, param) in &action.params {
                 let at = format!("{at}.params.{name}");

@@ -14,11 +14,43 @@ use arc_swap::ArcSwap;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
+use crate::distribution::venv::Venvs;
+
 use super::{
     manifest::{self, ActionSpec, PackManifest},
     params::{self, ArgLimits, BoundArgs},
     ArgError,
 };
+
+/// Where a pack came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The packs folder, laid out by hand or by an image.
+    Local,
+    /// Installed by pack sync from S3.
+    S3,
+    /// A dev build fetched for one execution.
+    DevBuild,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::S3 => "s3",
+            Self::DevBuild => "dev",
+        }
+    }
+}
+
+/// A pack installed from S3, as pack sync records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Installed {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    pub dir: PathBuf,
+}
 
 /// A pack ready to run.
 #[derive(Debug)]
@@ -26,6 +58,9 @@ pub struct LoadedPack {
     pub manifest: PackManifest,
     pub dir: PathBuf,
     pub version: String,
+    pub origin: Origin,
+    /// sha256 of the archive it came from, if it came from one.
+    pub sha256: Option<String>,
     pub actions: BTreeMap<String, Arc<LoadedAction>>,
 }
 
@@ -35,6 +70,8 @@ pub struct LoadedAction {
     pub pack: String,
     pub pack_version: String,
     pub pack_dir: PathBuf,
+    /// The pack's virtualenv, put first on the action's PATH.
+    pub venv: Option<PathBuf>,
     pub spec: ActionSpec,
     pub entrypoint: PathBuf,
     patterns: HashMap<String, Regex>,
@@ -81,12 +118,60 @@ pub enum ResolveError {
 
 pub struct Registry {
     dir: PathBuf,
+    venvs: Arc<Venvs>,
+    installed: ArcSwap<Vec<Installed>>,
+    /// Why a local pack's virtualenv could not be built, by pack folder.
+    venv_errors: std::sync::Mutex<HashMap<PathBuf, String>>,
     current: ArcSwap<Snapshot>,
 }
 
 impl Registry {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir, current: ArcSwap::from_pointee(Snapshot::default()) }
+    pub fn new(dir: PathBuf, venvs: Arc<Venvs>) -> Self {
+        Self {
+            dir,
+            venvs,
+            installed: ArcSwap::from_pointee(Vec::new()),
+            venv_errors: std::sync::Mutex::new(HashMap::new()),
+            current: ArcSwap::from_pointee(Snapshot::default()),
+        }
+    }
+
+    pub fn venvs(&self) -> &Arc<Venvs> {
+        &self.venvs
+    }
+
+    /// Sets the packs installed from S3; takes effect at the next reload.
+    pub fn set_installed(&self, installed: Vec<Installed>) {
+        self.installed.store(Arc::new(installed));
+    }
+
+    pub fn installed(&self) -> Arc<Vec<Installed>> {
+        self.installed.load_full()
+    }
+
+    /// Builds the virtualenvs that packs in the packs folder need; failures
+    /// are kept to be reported by the next reload.
+    pub async fn build_local_venvs(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join(crate::distribution::venv::REQUIREMENTS).is_file())
+            .collect();
+        for dir in dirs {
+            let result = self.venvs.ensure(&dir).await;
+            let mut errors = self.venv_errors.lock().unwrap_or_else(|e| e.into_inner());
+            match result {
+                Ok(_) => {
+                    errors.remove(&dir);
+                }
+                Err(e) => {
+                    if errors.insert(dir.clone(), e.to_string()).is_none() {
+                        tracing::error!(pack = %dir.display(), error = %e, "cannot build the pack's virtualenv");
+                    }
+                }
+            }
+        }
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -96,7 +181,28 @@ impl Registry {
     /// Rescans the packs folder and swaps the result in. Problems with one
     /// pack never affect the others.
     pub fn reload(&self) -> Arc<Snapshot> {
-        let snapshot = Arc::new(scan(&self.dir));
+        let mut snapshot = scan(&self.dir, &self.venvs);
+        {
+            let venv_errors = self.venv_errors.lock().unwrap_or_else(|e| e.into_inner());
+            for e in &mut snapshot.errors {
+                if let Some(why) = venv_errors.get(&e.source) {
+                    e.error = format!("{}: {why}", e.error);
+                }
+            }
+        }
+        for inst in self.installed.load().iter() {
+            if snapshot.packs.contains_key(&inst.name) {
+                tracing::debug!(pack = %inst.name, "a pack in the packs folder shadows the installed one");
+                continue;
+            }
+            match load_installed(inst, &self.venvs) {
+                Ok(pack) => {
+                    snapshot.packs.insert(inst.name.clone(), Arc::new(pack));
+                }
+                Err(error) => snapshot.errors.push(PackLoadError { source: inst.dir.clone(), error }),
+            }
+        }
+        let snapshot = Arc::new(snapshot);
         for e in &snapshot.errors {
             tracing::warn!(source = %e.source.display(), error = %e.error, "pack skipped");
         }
@@ -131,7 +237,7 @@ fn clip(s: &str) -> String {
 }
 
 /// Loads every `<dir>/<pack>/pack.toml`; hidden entries are skipped.
-pub fn scan(dir: &Path) -> Snapshot {
+pub fn scan(dir: &Path, venvs: &Venvs) -> Snapshot {
     let mut snapshot = Snapshot { loaded_at: Some(SystemTime::now()), ..Default::default() };
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
@@ -151,7 +257,7 @@ pub fn scan(dir: &Path) -> Snapshot {
         .collect();
     dirs.sort();
     for pack_dir in dirs {
-        match load_pack(&pack_dir) {
+        match load_pack(&pack_dir, venvs) {
             Ok(pack) => {
                 snapshot.packs.insert(pack.manifest.name.clone(), Arc::new(pack));
             }
@@ -161,7 +267,8 @@ pub fn scan(dir: &Path) -> Snapshot {
     snapshot
 }
 
-pub fn load_pack(dir: &Path) -> Result<LoadedPack, String> {
+/// Loads a pack of the packs folder, which must be in a folder of its name.
+pub fn load_pack(dir: &Path, venvs: &Venvs) -> Result<LoadedPack, String> {
     let manifest = PackManifest::load(dir).map_err(|e| e.to_string())?;
     let folder = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     if folder != manifest.name {
@@ -171,6 +278,65 @@ pub fn load_pack(dir: &Path) -> Result<LoadedPack, String> {
         Some(v) => v.clone(),
         None => format!("local-{}", content_hash(dir).map_err(|e| format!("cannot hash the pack: {e}"))?),
     };
+    let venv = venv_of(dir, venvs)?;
+    build(manifest, dir, version, Origin::Local, None, venv)
+}
+
+fn load_installed(inst: &Installed, venvs: &Venvs) -> Result<LoadedPack, String> {
+    let (manifest, venv) = check_unpacked(&inst.dir, &inst.name, &inst.version, venvs)?;
+    build(manifest, &inst.dir, inst.version.clone(), Origin::S3, Some(inst.sha256.clone()), venv)
+}
+
+/// A pack unpacked from an archive (S3 or a dev build): its manifest must
+/// name `name` and `version`, and its virtualenv must be ready if it needs one.
+pub fn check_unpacked(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    venvs: &Venvs,
+) -> Result<(PackManifest, Option<PathBuf>), String> {
+    let manifest = PackManifest::load(dir).map_err(|e| e.to_string())?;
+    if manifest.name != name || manifest.version.as_deref() != Some(version) {
+        return Err(format!(
+            "the archive holds {} {}, not {name} {version}",
+            manifest.name,
+            manifest.version.as_deref().unwrap_or("(no version)")
+        ));
+    }
+    let venv = venv_of(dir, venvs)?;
+    Ok((manifest, venv))
+}
+
+/// Loads an unpacked dev build for one execution.
+pub fn load_dev_build(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    sha256: &str,
+    venvs: &Venvs,
+) -> Result<LoadedPack, String> {
+    let (manifest, venv) = check_unpacked(dir, name, version, venvs)?;
+    build(manifest, dir, version.to_owned(), Origin::DevBuild, Some(sha256.to_owned()), venv)
+}
+
+fn venv_of(dir: &Path, venvs: &Venvs) -> Result<Option<PathBuf>, String> {
+    match Venvs::key(dir).map_err(|e| e.to_string())? {
+        None => Ok(None),
+        Some(key) => venvs
+            .ready(&key)
+            .map(Some)
+            .ok_or_else(|| "its virtualenv (requirements.txt) is not built yet".to_owned()),
+    }
+}
+
+fn build(
+    manifest: PackManifest,
+    dir: &Path,
+    version: String,
+    origin: Origin,
+    sha256: Option<String>,
+    venv: Option<PathBuf>,
+) -> Result<LoadedPack, String> {
     let mut actions = BTreeMap::new();
     for spec in &manifest.actions {
         let entrypoint = manifest::resolve_entrypoint(dir, &spec.entrypoint)?;
@@ -187,13 +353,14 @@ pub fn load_pack(dir: &Path) -> Result<LoadedPack, String> {
                 pack: manifest.name.clone(),
                 pack_version: version.clone(),
                 pack_dir: dir.to_owned(),
+                venv: venv.clone(),
                 spec: spec.clone(),
                 entrypoint,
                 patterns,
             }),
         );
     }
-    Ok(LoadedPack { dir: dir.to_owned(), version, actions, manifest })
+    Ok(LoadedPack { dir: dir.to_owned(), version, origin, sha256, actions, manifest })
 }
 
 /// First 12 hex digits of a sha256 over the pack's regular files (paths and
@@ -240,6 +407,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn test_venvs(root: &Path) -> Arc<Venvs> {
+        Arc::new(Venvs::new(root.join(".venvs"), "python3".into(), Duration::from_secs(60)))
+    }
+
     fn write_pack(root: &Path, name: &str, toml_text: &str) {
         let d = root.join(name);
         fs::create_dir_all(&d).expect("mkdir");
@@ -268,7 +439,7 @@ mod tests {
             "name = \"other\"\n[[actions]]\nname = \"x\"\nentrypoint = \"run.sh\"\n",
         );
         fs::create_dir(root.path().join(".hidden")).expect("mkdir");
-        let reg = Registry::new(root.path().to_owned());
+        let reg = Registry::new(root.path().to_owned(), test_venvs(root.path()));
         let snap = reg.reload();
         assert_eq!(snap.packs.keys().collect::<Vec<_>>(), ["good"]);
         assert_eq!(snap.errors.len(), 2, "{:?}", snap.errors);
@@ -283,9 +454,9 @@ mod tests {
     fn version_changes_with_content() {
         let root = tempfile::tempdir().expect("tempdir");
         write_pack(root.path(), "p", "name = \"p\"\n[[actions]]\nname = \"go\"\nentrypoint = \"run.sh\"\n");
-        let v1 = load_pack(&root.path().join("p")).expect("loads").version;
+        let v1 = load_pack(&root.path().join("p"), &test_venvs(root.path())).expect("loads").version;
         fs::write(root.path().join("p/run.sh"), "#!/bin/sh\necho changed\n").expect("write");
-        let v2 = load_pack(&root.path().join("p")).expect("loads").version;
+        let v2 = load_pack(&root.path().join("p"), &test_venvs(root.path())).expect("loads").version;
         assert_ne!(v1, v2);
     }
 
@@ -297,7 +468,7 @@ mod tests {
             "p",
             "name = \"p\"\n[[actions]]\nname = \"go\"\nentrypoint = \"run.sh\"\ntimeout = \"1m\"\n",
         );
-        let reg = Registry::new(root.path().to_owned());
+        let reg = Registry::new(root.path().to_owned(), test_venvs(root.path()));
         reg.reload();
         let a = reg.resolve("p", "go").expect("resolves");
         let d = Duration::from_secs(3600);

@@ -68,4 +68,6 @@ pub struct ExecRecord {
     pub supervisor_pid: u32,
     /// The output is stored as `output.log.zst`.
     pub compressed: bool,
+    /// Folder of the dev build this execution runs, removed at its end.
+    pub dev_dir: String,
 }

@@ -23,7 +23,7 @@ use nix::{
         signalfd::{SfdFlags, SignalFd},
         wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus},
     },
-    unistd::{getpid, pipe2, read, Pid},
+    unistd::{getpid, pipe2, read, setgid, setgroups, setuid, Gid, Pid, Uid},
 };
 
 use super::output::OutputWriter;
@@ -91,7 +91,12 @@ pub fn supervise(dir: &ExecDir) -> u8 {
                 "[bolt] cannot start {}: {e}\n",
                 spec.argv.first().map_or("", String::as_str)
             ));
-            return fail_start(dir, started, format!("cannot start the action: {e}"));
+            let who = spec
+                .run_as
+                .as_ref()
+                .map(|r| format!(" as user {} (uid {}, gid {})", r.user, r.uid, r.gid))
+                .unwrap_or_default();
+            return fail_start(dir, started, format!("cannot start the action{who}: {e}"));
         }
     };
     if let Some(p) = PidFile::of(child.as_raw()) {
@@ -142,6 +147,7 @@ fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [Own
     let procs: Vec<PathBuf> = cgroup.map(|c| c.procs_files().to_vec()).unwrap_or_default();
     // Without a cgroup, the memory cap becomes an address-space rlimit.
     let rlimit_as = if cgroup.is_none() { spec.caps.limits.memory_max } else { None };
+    let run_as = spec.run_as.as_ref().map(|r| (Gid::from_raw(r.gid), Uid::from_raw(r.uid)));
     // SAFETY: the supervisor is single-threaded, so the child may allocate;
     // the calls are plain syscalls. The action must start with no signal
     // blocked (the supervisor blocks them for its signalfd) and inside its
@@ -154,6 +160,13 @@ fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [Own
             }
             if let Some(bytes) = rlimit_as {
                 setrlimit(Resource::RLIMIT_AS, bytes, bytes).map_err(std::io::Error::from)?;
+            }
+            // Last, once the cgroup files (owned by root) are written: no
+            // supplementary groups, then the gid, then the uid.
+            if let Some((gid, uid)) = run_as {
+                setgroups(&[]).map_err(std::io::Error::from)?;
+                setgid(gid).map_err(std::io::Error::from)?;
+                setuid(uid).map_err(std::io::Error::from)?;
             }
             Ok(())
         });

@@ -22,14 +22,18 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
 use super::{identity_of, PeerIdentity};
+use crate::admission::{Admission, Exhausted, Permit};
 
 /// One accepted, authenticated-or-anonymous TLS connection. An anonymous
-/// one (no client certificate) can only ever be told UNAUTHENTICATED, so it
-/// is closed once the handshake timeout has passed again.
+/// one (no client certificate) can only ever be told UNAUTHENTICATED, and
+/// one beyond its identity's connection cap only RESOURCE_EXHAUSTED, so
+/// they are closed once the handshake timeout has passed again.
 pub struct TlsConn {
     stream: TlsStream<TcpStream>,
     info: ConnInfo,
     expires: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The identity's place among its connections, given back on close.
+    _permit: Option<Permit>,
 }
 
 impl TlsConn {
@@ -48,6 +52,9 @@ pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     /// None when the client sent no certificate.
     pub identity: Option<Arc<PeerIdentity>>,
+    /// Set when the identity has too many connections: every call on this
+    /// one is refused with it, and the connection is closed soon.
+    pub refused: Option<Arc<Exhausted>>,
 }
 
 impl Connected for TlsConn {
@@ -102,6 +109,7 @@ pub fn serve_incoming(
     listener: TcpListener,
     config: Arc<ArcSwap<ServerConfig>>,
     handshake_timeout: Duration,
+    admission: Arc<Admission>,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
@@ -120,6 +128,7 @@ pub fn serve_incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.load_full());
             let tx = tx.clone();
+            let admission = admission.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
@@ -130,10 +139,19 @@ pub fn serve_incoming(
                             .and_then(|c| c.first())
                             .and_then(identity_of)
                             .map(Arc::new);
-                        let expires =
-                            identity.is_none().then(|| Box::pin(tokio::time::sleep(handshake_timeout)));
-                        let info = ConnInfo { remote: Some(remote), identity };
-                        let _ = tx.send(Ok(TlsConn { stream, info, expires })).await;
+                        let (permit, refused) =
+                            match identity.as_deref().map(|i| admission.connection(&i.name)) {
+                                Some(Ok(p)) => (Some(p), None),
+                                Some(Err(e)) => {
+                                    tracing::warn!(%remote, error = %e, "connection refused");
+                                    (None, Some(Arc::new(e)))
+                                }
+                                None => (None, None),
+                            };
+                        let expires = (identity.is_none() || refused.is_some())
+                            .then(|| Box::pin(tokio::time::sleep(handshake_timeout)));
+                        let info = ConnInfo { remote: Some(remote), identity, refused };
+                        let _ = tx.send(Ok(TlsConn { stream, info, expires, _permit: permit })).await;
                     }
                     Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::info!(%remote, "TLS handshake timed out"),

@@ -184,3 +184,12 @@ def test_closed_client_refuses_calls(agent: Agent, tls: TLSConfig) -> None:
     c.close()
     with pytest.raises(RuntimeError, match="closed"):
         c.health()
+
+
+def test_execute_can_name_a_dev_build(client: BoltClient) -> None:
+    # The default identity may not run dev builds: the agent read the field
+    # and refused it on authorization, before fetching anything.
+    from bolt_client import DevBuild, PermissionDeniedError
+
+    with pytest.raises(PermissionDeniedError, match="may not dev"):
+        client.execute("bolt-test", "echo", {"message": "x"}, dev_build=DevBuild(version="1.0.0"))

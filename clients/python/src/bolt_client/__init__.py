@@ -7,7 +7,7 @@
 See ``clients/python/README.md`` for the fleet API and the ``bolt`` command.
 """
 
-from ._client import AsyncBoltClient, BoltClient, new_idempotency_key, parse_action_ref
+from ._client import AsyncBoltClient, BoltClient, DevBuild, new_idempotency_key, parse_action_ref
 from ._config import DEFAULT_PORT, DEFAULT_TIMEOUT, Config, RetryPolicy, TLSConfig
 from ._exceptions import (
     AlreadyExistsError,
@@ -82,6 +82,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DeadlineExceededError",
+    "DevBuild",
     "EC2Inventory",
     "ExecuteResult",
     "Execution",

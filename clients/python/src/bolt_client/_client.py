@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from contextlib import aclosing
+from dataclasses import dataclass
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -40,7 +41,16 @@ from ._models import (
 from ._proto import bolt_pb2 as pb
 from ._proto import bolt_pb2_grpc as pb_grpc
 
-__all__ = ["AsyncBoltClient", "BoltClient", "new_idempotency_key", "parse_action_ref"]
+__all__ = ["AsyncBoltClient", "BoltClient", "DevBuild", "new_idempotency_key", "parse_action_ref"]
+
+
+@dataclass(frozen=True)
+class DevBuild:
+    """A published release to run instead of the installed pack: by version,
+    by archive sha256, or both (then they must agree)."""
+
+    version: str = ""
+    sha256: str = ""
 
 T = TypeVar("T")
 PathLike = str | os.PathLike[str]
@@ -109,6 +119,7 @@ class _BaseClient:
         args: dict[str, Any] | None,
         idempotency_key: str | None,
         timeout: float | timedelta | None,
+        dev_build: DevBuild | None = None,
     ) -> tuple[Any, str]:
         key = idempotency_key or new_idempotency_key()
         req = pb.ExecuteRequest(
@@ -117,6 +128,8 @@ class _BaseClient:
             args={str(k): _arg_text(v) for k, v in (args or {}).items()},
             idempotency_key=key,
         )
+        if dev_build is not None:
+            req.dev_build.CopyFrom(pb.DevBuild(version=dev_build.version, sha256=dev_build.sha256))
         if timeout is not None:
             req.timeout.CopyFrom(conv.dur_to_pb(timeout))
         return req, key
@@ -235,9 +248,12 @@ class BoltClient(_BaseClient):
         *,
         idempotency_key: str | None = None,
         timeout: float | timedelta | None = None,
+        dev_build: DevBuild | None = None,
     ) -> ExecuteResult:
-        """Start an action; returns at once. ``timeout`` is the action's run time limit."""
-        req, key = self._execute_request(pack, action, args, idempotency_key, timeout)
+        """Start an action; returns at once. ``timeout`` is the action's run time limit;
+        ``dev_build`` runs a published release instead of the installed pack (needs the
+        ``dev`` permission)."""
+        req, key = self._execute_request(pack, action, args, idempotency_key, timeout, dev_build)
         resp = self._unary("Execute", req)
         return ExecuteResult(resp.execution_id, conv.state(resp.state), resp.deduplicated, key)
 
@@ -427,8 +443,9 @@ class AsyncBoltClient(_BaseClient):
         *,
         idempotency_key: str | None = None,
         timeout: float | timedelta | None = None,
+        dev_build: DevBuild | None = None,
     ) -> ExecuteResult:
-        req, key = self._execute_request(pack, action, args, idempotency_key, timeout)
+        req, key = self._execute_request(pack, action, args, idempotency_key, timeout, dev_build)
         resp = await self._unary("Execute", req)
         return ExecuteResult(resp.execution_id, conv.state(resp.state), resp.deduplicated, key)
 

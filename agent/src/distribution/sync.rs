@@ -1,0 +1,447 @@
+//! The agent's side of pack distribution: every interval, a conditional GET
+//! of the stage's signed index; on a change, verified downloads, safe
+//! extraction, virtualenvs, and an atomic switch. Any failure keeps the last
+//! good version of the pack concerned.
+
+use std::{
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime},
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{
+    records::{valid_sha256, valid_version, Stage, StageEntry, StageIndex, KIND_STAGE},
+    remote::{Fetched, Remote},
+    venv::Venvs,
+};
+use crate::{
+    config::{Config, SyncConfig},
+    exec::{layout::write_replace, Executor},
+    packs::{
+        archive::{self, sha256_hex},
+        registry::{check_unpacked, Installed},
+        Registry,
+    },
+    shutdown::stopped,
+    signing::{Envelope, TrustedKeys},
+};
+
+/// Largest stage index read.
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+const STATE_FILE: &str = "state.json";
+/// Written into each installed version: the sha256 of its archive.
+const ARCHIVE_MARKER: &str = ".bolt-archive";
+
+/// What pack sync has done, for Health and GetAgentInfo.
+#[derive(Debug, Clone, Default)]
+pub struct SyncStatus {
+    pub enabled: bool,
+    pub stage: String,
+    pub last_attempt: Option<SystemTime>,
+    pub last_success: Option<SystemTime>,
+    pub last_error: String,
+    pub failures: u64,
+    pub requests: u64,
+    pub generation: u64,
+}
+
+/// Shared between the sync loop, dev builds and the API.
+pub struct Distribution {
+    pub cfg: SyncConfig,
+    pub stage: Stage,
+    pub app: String,
+    pub remote: Option<Arc<Remote>>,
+    pub trusted: TrustedKeys,
+    pub venvs: Arc<Venvs>,
+    status: Mutex<SyncStatus>,
+}
+
+impl std::fmt::Debug for Distribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Distribution")
+            .field("stage", &self.stage)
+            .field("app", &self.app)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `state.json` keeps across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    generation: u64,
+    /// ETag of the index last applied in full; None forces a full check.
+    etag: Option<String>,
+    packs: Vec<Installed>,
+}
+
+impl Distribution {
+    /// Sets up pack sync from the config; a setup problem (no key, bad
+    /// endpoint) disables sync and shows in Health, it does not stop the agent.
+    pub async fn new(c: &Config, venvs: Arc<Venvs>) -> Arc<Self> {
+        let stage = Stage::parse(&c.instance.stage).unwrap_or(Stage::Prod);
+        let mut status =
+            SyncStatus { enabled: c.sync.enabled, stage: stage.to_string(), ..Default::default() };
+        let mut remote = None;
+        let mut trusted = TrustedKeys::default();
+        if c.sync.enabled {
+            match TrustedKeys::load(&c.sync.trusted_keys) {
+                Ok(t) => trusted = t,
+                Err(e) => status.last_error = format!("pack sync disabled: {e}"),
+            }
+            if status.last_error.is_empty() {
+                match Remote::connect(&c.sync.s3(), c.sync.request_timeout).await {
+                    Ok(r) => remote = Some(Arc::new(r)),
+                    Err(e) => status.last_error = format!("pack sync disabled: {e}"),
+                }
+            }
+            if !status.last_error.is_empty() {
+                tracing::error!(error = %status.last_error, "pack sync");
+            }
+        }
+        Arc::new(Self {
+            cfg: c.sync.clone(),
+            stage,
+            app: c.instance.app.clone(),
+            remote,
+            trusted,
+            venvs,
+            status: Mutex::new(status),
+        })
+    }
+
+    pub fn status(&self) -> SyncStatus {
+        let mut s = self.lock().clone();
+        s.requests = self.remote.as_ref().map_or(0, |r| r.requests());
+        s
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn packs_root(&self) -> PathBuf {
+        self.cfg.dir.join("packs")
+    }
+
+    pub fn dev_root(&self) -> PathBuf {
+        self.cfg.dir.join("dev")
+    }
+
+    fn tmp_root(&self) -> PathBuf {
+        self.cfg.dir.join("tmp")
+    }
+
+    /// The packs installed by earlier runs, to serve before the first sync.
+    pub fn installed_at_start(&self) -> Vec<Installed> {
+        let state = self.read_state();
+        state.packs.into_iter().filter(|p| p.dir.join("pack.toml").exists()).collect()
+    }
+
+    fn read_state(&self) -> State {
+        let path = self.cfg.dir.join(STATE_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable pack sync state; starting afresh");
+                State::default()
+            }),
+            Err(_) => State::default(),
+        }
+    }
+
+    fn write_state(&self, state: &State) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.cfg.dir)?;
+        let bytes = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+        write_replace(&self.cfg.dir.join(STATE_FILE), &bytes, true)
+    }
+
+    /// Fetches `key` and verifies it with the trusted keys.
+    pub(crate) async fn fetch_signed<T: serde::de::DeserializeOwned>(
+        &self,
+        remote: &Remote,
+        key: &str,
+    ) -> Result<Option<T>, String> {
+        match remote.get(key, None, MAX_INDEX_BYTES).await.map_err(|e| e.to_string())? {
+            Fetched::Found { bytes, .. } => {
+                let envelope = Envelope::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))?;
+                self.trusted.open(&envelope).map(Some).map_err(|e| format!("{key}: {e}"))
+            }
+            Fetched::NotFound | Fetched::NotModified => Ok(None),
+        }
+    }
+
+    /// Downloads, verifies and unpacks an archive into a new folder under
+    /// `parent`, with its virtualenv ready; returns the folder.
+    pub(crate) async fn unpack(
+        &self,
+        remote: &Remote,
+        name: &str,
+        version: &str,
+        sha256: &str,
+        parent: &Path,
+    ) -> Result<PathBuf, String> {
+        if !crate::packs::manifest::valid_name(name) || !valid_version(version) || !valid_sha256(sha256) {
+            return Err(format!("invalid entry {name:?} {version:?} {sha256:?}"));
+        }
+        let key = remote.layout.archive(name, sha256);
+        let bytes = match remote
+            .get(&key, None, self.cfg.max_archive_size.as_u64())
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Fetched::Found { bytes, .. } => bytes,
+            _ => return Err(format!("{name} {version}: archive {key} is missing")),
+        };
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            return Err(format!(
+                "{name} {version}: the archive's sha256 is {actual}, the signed index says {sha256}"
+            ));
+        }
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let dir = parent.join(uuid::Uuid::now_v7().simple().to_string());
+        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let limits = self.cfg.archive_limits();
+        let target = dir.clone();
+        let extracted = tokio::task::spawn_blocking(move || archive::extract(&bytes, &target, &limits))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let checked = match extracted {
+            Ok(()) => match self.venvs.ensure(&dir).await {
+                Ok(_) => check_unpacked(&dir, name, version, &self.venvs).map(|_| ()),
+                Err(e) => Err(format!("virtualenv: {e}")),
+            },
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("{name} {version}: {e}"));
+        }
+        let _ = std::fs::write(dir.join(ARCHIVE_MARKER), sha256);
+        Ok(dir)
+    }
+}
+
+/// Starts the sync loop (if sync is enabled): first check at once, then
+/// every interval with jitter.
+pub fn spawn(
+    dist: Arc<Distribution>,
+    registry: Arc<Registry>,
+    executor: Executor,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(remote) = dist.remote.clone() else { return };
+    tokio::spawn(async move {
+        let mut state = dist.read_state();
+        loop {
+            sync_once(&dist, &remote, &registry, &executor, &mut state).await;
+            let base = dist.cfg.interval.as_secs_f64();
+            let spread = base * dist.cfg.jitter * (fastrand::f64() * 2.0 - 1.0);
+            let wait = Duration::from_secs_f64((base + spread).max(0.1));
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopped(&mut stop) => return,
+            }
+        }
+    });
+}
+
+async fn sync_once(
+    dist: &Distribution,
+    remote: &Remote,
+    registry: &Arc<Registry>,
+    executor: &Executor,
+    state: &mut State,
+) {
+    let span = tracing::info_span!("pack_sync", stage = %dist.stage, app = %dist.app);
+    let _enter = span.enter();
+    let started = SystemTime::now();
+    dist.lock().last_attempt = Some(started);
+    drop(_enter);
+    let result = round(dist, remote, registry, state).await;
+    let _enter = span.enter();
+    {
+        let mut s = dist.lock();
+        s.generation = state.generation;
+        match &result {
+            Ok(()) => {
+                s.last_success = Some(started);
+                s.last_error.clear();
+            }
+            Err(e) => {
+                s.failures += 1;
+                s.last_error = e.clone();
+            }
+        }
+    }
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "pack sync failed; the last good versions stay");
+    }
+    drop(_enter);
+    collect_garbage(dist, registry, executor, state).await;
+}
+
+/// One check of the index; Err lists what failed (what succeeded is kept).
+async fn round(
+    dist: &Distribution,
+    remote: &Remote,
+    registry: &Arc<Registry>,
+    state: &mut State,
+) -> Result<(), String> {
+    let key = remote.layout.stage(dist.stage);
+    let fetched =
+        remote.get(&key, state.etag.as_deref(), MAX_INDEX_BYTES).await.map_err(|e| e.to_string())?;
+    let (bytes, etag) = match fetched {
+        Fetched::NotModified => return Ok(()),
+        Fetched::NotFound if state.generation == 0 => return Ok(()),
+        Fetched::NotFound => {
+            return Err(format!("{key} is missing; keeping generation {}", state.generation))
+        }
+        Fetched::Found { bytes, etag } => (bytes, etag),
+    };
+    let envelope = Envelope::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))?;
+    let index: StageIndex = dist.trusted.open(&envelope).map_err(|e| format!("{key}: {e}"))?;
+    if index.kind != KIND_STAGE || index.stage != dist.stage {
+        return Err(format!("{key}: is an index of {} ({}), not of {}", index.stage, index.kind, dist.stage));
+    }
+    if index.generation < state.generation {
+        return Err(format!(
+            "{key}: generation {} is older than {} in use; refusing to roll back",
+            index.generation, state.generation
+        ));
+    }
+    let wanted: Vec<(&String, &StageEntry)> =
+        index.packs.iter().filter(|(_, e)| e.targets_app(&dist.app)).collect();
+    let current: HashMap<String, Installed> =
+        state.packs.iter().map(|p| (p.name.clone(), p.clone())).collect();
+    let mut next = Vec::new();
+    let mut errors = Vec::new();
+    for (name, entry) in &wanted {
+        if let Some(have) = current.get(*name).filter(|h| h.sha256 == entry.sha256 && h.dir.exists()) {
+            next.push(have.clone());
+            continue;
+        }
+        match install(dist, remote, name, entry).await {
+            Ok(inst) => {
+                tracing::info!(pack = %name, version = %entry.version, sha256 = %entry.sha256, "pack installed");
+                next.push(inst);
+            }
+            Err(e) => {
+                errors.push(e);
+                if let Some(old) = current.get(*name) {
+                    next.push(old.clone());
+                }
+            }
+        }
+    }
+    for old in state.packs.iter().filter(|p| !wanted.iter().any(|(n, _)| **n == p.name)) {
+        tracing::info!(pack = %old.name, version = %old.version, "pack no longer in the stage for this app; removed");
+    }
+    let changed = next != state.packs;
+    state.packs = next;
+    state.generation = index.generation;
+    state.etag = if errors.is_empty() { etag } else { None };
+    if let Err(e) = dist.write_state(state) {
+        errors.push(format!("cannot write {}: {e}", dist.cfg.dir.join(STATE_FILE).display()));
+    }
+    if changed {
+        registry.set_installed(state.packs.clone());
+        let r = registry.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+async fn install(
+    dist: &Distribution,
+    remote: &Remote,
+    name: &str,
+    entry: &StageEntry,
+) -> Result<Installed, String> {
+    let tmp = dist.unpack(remote, name, &entry.version, &entry.sha256, &dist.tmp_root()).await?;
+    let fin = dist.packs_root().join(name).join(&entry.version);
+    let same = std::fs::read_to_string(fin.join(ARCHIVE_MARKER)).is_ok_and(|s| s == entry.sha256);
+    if same {
+        let _ = std::fs::remove_dir_all(&tmp);
+    } else {
+        let io = |e: std::io::Error| {
+            format!("{name} {}: cannot install into {}: {e}", entry.version, fin.display())
+        };
+        if fin.exists() {
+            // A leftover that is not this archive (an interrupted install).
+            let aside = dist.tmp_root().join(format!("old-{}", uuid::Uuid::now_v7().simple()));
+            std::fs::rename(&fin, &aside).map_err(io)?;
+            let _ = std::fs::remove_dir_all(&aside);
+        }
+        if let Some(parent) = fin.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::rename(&tmp, &fin).map_err(io)?;
+    }
+    Ok(Installed {
+        name: name.into(),
+        version: entry.version.clone(),
+        sha256: entry.sha256.clone(),
+        dir: fin,
+    })
+}
+
+/// Removes installed versions and virtualenvs that nothing uses: not
+/// installed now and not the version of a running execution.
+async fn collect_garbage(dist: &Distribution, registry: &Registry, executor: &Executor, state: &State) {
+    let live = executor.live_versions();
+    let mut keep_dirs: HashSet<PathBuf> = state.packs.iter().map(|p| p.dir.clone()).collect();
+    let root = dist.packs_root();
+    if let Ok(packs) = std::fs::read_dir(&root) {
+        for pack in packs.filter_map(Result::ok) {
+            let name = pack.file_name().to_string_lossy().into_owned();
+            let Ok(versions) = std::fs::read_dir(pack.path()) else { continue };
+            for v in versions.filter_map(Result::ok) {
+                let version = v.file_name().to_string_lossy().into_owned();
+                let path = v.path();
+                if keep_dirs.contains(&path) || live.contains(&(name.clone(), version.clone())) {
+                    keep_dirs.insert(path);
+                    continue;
+                }
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => tracing::info!(pack = %name, version = %version, "unused version removed"),
+                    Err(e) => {
+                        tracing::warn!(pack = %name, version = %version, error = %e, "cannot remove an unused version")
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(pack.path());
+        }
+    }
+    // Leftovers of interrupted downloads.
+    if let Ok(tmp) = std::fs::read_dir(dist.tmp_root()) {
+        for e in tmp.filter_map(Result::ok) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let mut keys: HashSet<String> = HashSet::new();
+    let snapshot = registry.snapshot();
+    let dev = std::fs::read_dir(dist.dev_root())
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for dir in keep_dirs.iter().chain(snapshot.packs.values().map(|p| &p.dir)).chain(dev.iter()) {
+        if let Ok(Some(k)) = Venvs::key(dir) {
+            keys.insert(k);
+        }
+    }
+    // Local packs whose virtualenv is still to be built keep theirs too.
+    for e in &snapshot.errors {
+        if let Ok(Some(k)) = Venvs::key(&e.source) {
+            keys.insert(k);
+        }
+    }
+    dist.venvs.prune(&keys).await;
+}

@@ -1,0 +1,762 @@
+"""Pack lifecycle end to end (docs/packs.md): lint, build, publish, promote,
+list, audit with the real `bolt-agent` CLI against a real S3 server (moto), and
+three real agents (stages dev, test, prod; app "kafka") syncing from it.
+
+What the CLI is expected to print with --json (the spec leaves the shape open):
+
+`bolt-agent pack list [--stage S] --json`: one JSON array on stdout, one
+object per (stage, pack) the stage indexes point to, ordered by stage (dev,
+test, prod) then pack; a stage without an index has no rows:
+
+    [{"stage": "test", "pack": "kafka-tools", "version": "1.2.0",
+      "sha256": "<64 hex>", "targets": ["kafka"] or null, "generation": 7}]
+
+  `generation` is that of the stage's index. Rows may carry more fields
+  (e.g. updated_at, updated_by); the tests look at these six.
+
+`bolt-agent pack audit [--pack NAME] [--trusted-key FILE]... --json`: one
+JSON array on stdout, oldest first, one object per audit record:
+
+    [{"at": "2026-01-02T03:04:05.678Z", "event": "publish" or "promote",
+      "pack": "kafka-tools", "version": "1.2.0", "sha256": "<64 hex>",
+      "stage": "test", "from_stage": null (publish) or "dev" / "test",
+      "identity": "alice@laptop", "key_id": "<16 hex>", "verified": true}]
+
+  `verified` is true when the record's signature checks out against one of
+  the --trusted-key files, false when it does not, null when none is given.
+  Rows may carry more fields (kind, host, ...).
+
+Other assumptions beyond docs/packs.md: the S3 flags come after the
+subcommand's own arguments; `keys gen` prints the key id (16 hex) on stdout;
+`pack lint` prints its problem lines on stdout or stderr; an agent's installed
+packs live in `<data_dir>/installed` (the default `sync.dir`); a sync failure
+names the pack it is about (or, for a bad signature, the key id) in
+`pack_sync.last_error` and in one of Health's problems.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+import grpc
+import pytest
+from botocore.exceptions import ClientError
+from bolt.v1 import bolt_pb2 as pb
+from bolt.v1 import bolt_pb2_grpc
+from util import code_of, follow, stub_for, text, wait_until
+
+from bolt_testing import Agent, agent_bin, make_certs
+from bolt_testing.s3 import MotoServer, key_id, load_private_key, open_envelope, sign_envelope
+
+BUCKET = "bolt-packs"
+PREFIX = "bolt"
+STAGES = ("dev", "test", "prod")
+SYNC = 15.0  # seconds for a change to reach an agent syncing every second
+SLOW = 5  # seconds the `slow` action sleeps
+# How a refused archive is explained (the size may be checked before the sha256).
+CONTENT_MISMATCH = re.compile(r"sha256|size", re.IGNORECASE)
+
+
+@dataclass
+class World:
+    root: Path
+    s3: MotoServer
+    keys: Path  # release.key/.pub (trusted by the agents), rogue.key/.pub (not)
+    release_id: str
+    rogue_id: str
+    certs: Path  # ca, bolt-client, dev-alice (may run dev builds), dev-bob (may not)
+    agents: dict[str, Agent]
+    stubs: dict[str, bolt_pb2_grpc.BoltStub]
+
+
+def agent_config(stage: str, s3: MotoServer, trusted: Path) -> str:
+    return f"""
+[instance]
+stage = "{stage}"
+app = "kafka"
+
+[sync]
+enabled = true
+bucket = "{s3.bucket}"
+prefix = "{PREFIX}"
+endpoint = "{s3.endpoint}"
+region = "us-east-1"
+path_style = true
+interval = "1s"
+jitter = 0.0
+trusted_keys = ["{trusted}"]
+
+[[authz.rules]]
+identities = ["*"]
+allow = ["execute", "read"]
+
+[[authz.rules]]
+identities = ["dev-alice"]
+allow = ["dev"]
+"""
+
+
+def keygen(out: Path, name: str) -> str:
+    """`keys gen`; returns what it printed."""
+    p = subprocess.run([str(agent_bin()), "keys", "gen", "--out", str(out), "--name", name], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def pub_key_id(pub: Path) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return key_id(serialization.load_pem_public_key(pub.read_bytes()))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("lifecycle")
+    with MotoServer(BUCKET, log_dir=root) as s3:
+        keys = root / "keys"
+        keys.mkdir()
+        keygen(keys, "release")
+        keygen(keys, "rogue")
+        certs = make_certs(root / "certs")
+        for name in ("dev-alice", "dev-bob"):
+            subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(certs), "--name", name], check=True, capture_output=True)
+        agents: dict[str, Agent] = {}
+        try:
+            for stage in STAGES:
+                config = agent_config(stage, s3, keys / "release.pub")
+                agents[stage] = Agent(root / f"agent-{stage}", packs=[], config=config, certs=certs, env=s3.env).start()
+            stubs = {stage: stub_for(a) for stage, a in agents.items()}
+            yield World(root, s3, keys, pub_key_id(keys / "release.pub"), pub_key_id(keys / "rogue.pub"), certs, agents, stubs)
+        finally:
+            for a in agents.values():
+                a.stop()
+
+
+# --- the CLI -------------------------------------------------------------------
+
+
+def local(*args: str) -> subprocess.CompletedProcess[str]:
+    """bolt-agent without S3 (lint, build)."""
+    return subprocess.run([str(agent_bin()), *args], capture_output=True, text=True, timeout=120)
+
+
+def cli(w: World, *args: str) -> subprocess.CompletedProcess[str]:
+    """bolt-agent with the bucket flags and AWS credentials of the moto server."""
+    s3 = ["--bucket", BUCKET, "--prefix", PREFIX, "--endpoint", w.s3.endpoint, "--region", "us-east-1", "--path-style"]
+    return subprocess.run(
+        [str(agent_bin()), *args, *s3], capture_output=True, text=True, timeout=120, env={**os.environ, **w.s3.env}
+    )
+
+
+def ok(p: subprocess.CompletedProcess[str]) -> str:
+    assert p.returncode == 0, f"{' '.join(map(str, p.args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}"
+    return p.stdout
+
+
+def refused(p: subprocess.CompletedProcess[str], *words: str) -> str:
+    """A refusal: non-zero exit and a message that names each of `words`."""
+    assert p.returncode != 0, f"{' '.join(map(str, p.args))} should have failed:\n{p.stdout}\n{p.stderr}"
+    assert p.stderr.strip(), "a refusal says why"
+    for word in words:
+        assert word in p.stderr, f"{word!r} not in the message: {p.stderr}"
+    return p.stderr
+
+
+def publish(w: World, pack: Path, stage: str, key: str = "release", identity: str = "ci@test") -> subprocess.CompletedProcess[str]:
+    return cli(w, "pack", "publish", str(pack), "--stage", stage, "--key", str(w.keys / f"{key}.key"), "--identity", identity)
+
+
+def promote(w: World, name: str, version: str, to: str, identity: str = "ci@test") -> subprocess.CompletedProcess[str]:
+    return cli(w, "pack", "promote", name, version, "--to", to, "--key", str(w.keys / "release.key"), "--identity", identity)
+
+
+# --- packs made by the tests ----------------------------------------------------------
+
+
+def make_pack(
+    root: Path,
+    name: str,
+    version: str | None,
+    *,
+    targets: list[str] | None = None,
+    files: dict[str, str] | None = None,
+    actions: dict[str, str] | None = None,
+) -> Path:
+    """A pack folder: `show` prints its version, `slow` sleeps then prints
+    marker.txt from its own folder; `actions` adds NAME -> executable file."""
+    d = Path(tempfile.mkdtemp(dir=root)) / name
+    d.mkdir()
+    manifest = f'name = "{name}"\n'
+    if version is not None:
+        manifest += f'version = "{version}"\n'
+    if targets is not None:
+        manifest += f"targets = {json.dumps(targets)}\n"
+    scripts = {
+        "show": ("show.sh", f'#!/bin/sh\necho "version {version}"\n'),
+        "slow": ("slow.sh", f'#!/bin/sh\nsleep {SLOW}\ncat "$(dirname "$0")/marker.txt"\n'),
+    }
+    for action, entry in (actions or {}).items():
+        scripts[action] = (entry, (files or {})[entry])
+    for action, (entry, body) in scripts.items():
+        manifest += f'\n[[actions]]\nname = "{action}"\nentrypoint = "{entry}"\ntimeout = "1m"\n'
+        (d / entry).write_text(body)
+        (d / entry).chmod(0o755)
+    for path, body in (files or {}).items():
+        if not (d / path).exists():
+            (d / path).parent.mkdir(parents=True, exist_ok=True)
+            (d / path).write_text(body)
+    (d / "marker.txt").write_text(f"marker {version}\n")
+    (d / "pack.toml").write_text(manifest)
+    return d
+
+
+# --- S3 ------------------------------------------------------------------------------
+
+
+def release(w: World, pack: str, version: str) -> dict[str, Any]:
+    """The release statement, checked against the trusted key."""
+    return open_envelope(w.s3.get(f"{PREFIX}/releases/{pack}/{version}.json"), (w.keys / "release.pub").read_bytes())
+
+
+def stage_index(w: World, stage: str) -> tuple[dict[str, Any], str]:
+    """The stage's index payload (signature not checked) and its ETag."""
+    obj = w.s3.client.get_object(Bucket=BUCKET, Key=f"{PREFIX}/stages/{stage}.json")
+    return open_envelope(obj["Body"].read()), obj["ETag"]
+
+
+def etag_or_none(w: World, key: str) -> str | None:
+    try:
+        return str(w.s3.client.head_object(Bucket=BUCKET, Key=key)["ETag"])
+    except ClientError:
+        return None
+
+
+def forge_index(w: World, stage: str, pack: str, entry: dict[str, Any]) -> int:
+    """Point `pack` of the stage at `entry` in a new index signed by the
+    trusted key, as a compromised publisher could; returns its generation."""
+    index, etag = stage_index(w, stage)
+    index["packs"][pack] = entry
+    index["generation"] += 1
+    index["updated_by"] = "forger"
+    body = sign_envelope(index, (w.keys / "release.key").read_bytes())
+    w.s3.client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/stages/{stage}.json", Body=body, IfMatch=etag)
+    return int(index["generation"])
+
+
+def tamper(w: World, pack: str, version: str) -> str:
+    """Swap the archive's `show` for one printing "hacked" (a same-length edit,
+    so the tar stays well formed); returns the sha256 the index expects."""
+    sha = release(w, pack, version)["sha256"]
+    key = f"{PREFIX}/archives/{pack}/{sha}.tar.gz"
+    tar = gzip.decompress(w.s3.get(key))
+    evil = tar.replace(b'echo "version', b'echo "hacked ')
+    assert evil != tar
+    w.s3.put(key, gzip.compress(evil))
+    return str(sha)
+
+
+# --- agents ---------------------------------------------------------------------------
+
+
+def versions(stub: bolt_pb2_grpc.BoltStub, pack: str) -> set[str]:
+    try:
+        return {a.pack_version for a in stub.ListActions(pb.ListActionsRequest(pack=pack), timeout=5).actions}
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            return set()
+        raise
+
+
+def wait_version(stub: bolt_pb2_grpc.BoltStub, pack: str, version: str, timeout: float = SYNC) -> None:
+    wait_until(lambda: versions(stub, pack) == {version}, timeout, f"{pack} {version} to be installed")
+
+
+def sync_state(stub: bolt_pb2_grpc.BoltStub) -> pb.PackSync:
+    return stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).pack_sync
+
+
+def wait_attempt(stub: bolt_pb2_grpc.BoltStub, since: float) -> pb.PackSync:
+    """Until the agent has started a sync attempt after `since` (wall clock)."""
+    def check() -> pb.PackSync | None:
+        s = sync_state(stub)
+        return s if s.last_attempt.ToMilliseconds() > since * 1000 else None
+
+    return wait_until(check, SYNC, "a sync attempt")
+
+
+def wait_error(stub: bolt_pb2_grpc.BoltStub, needle: str) -> pb.PackSync:
+    """Until the last sync failed naming `needle`; checks Health says so too."""
+    def check() -> pb.PackSync | None:
+        s = sync_state(stub)
+        return s if needle in s.last_error else None
+
+    s = wait_until(check, SYNC, f"a sync error naming {needle}")
+    assert s.failures > 0
+    health = stub.Health(pb.HealthRequest(), timeout=5)
+    assert any(needle in p for p in health.problems), list(health.problems)
+    assert health.status == pb.SERVING_STATUS_DEGRADED
+    return s
+
+
+def wait_clean(stub: bolt_pb2_grpc.BoltStub) -> None:
+    wait_until(lambda: sync_state(stub).last_error == "", SYNC, "a successful sync")
+
+
+def run(stub: bolt_pb2_grpc.BoltStub, pack: str, action: str, dev_build: pb.DevBuild | None = None) -> tuple[pb.Execution, str]:
+    req = pb.ExecuteRequest(pack=pack, action=action)
+    if dev_build is not None:
+        req.dev_build.CopyFrom(dev_build)
+    eid = stub.Execute(req, timeout=30).execution_id
+    chunks, end = follow(stub, eid, timeout=60)
+    assert end is not None
+    return end.execution, text(chunks)
+
+
+def output(stub: bolt_pb2_grpc.BoltStub, eid: str) -> str:
+    """stdout and stderr of a finished execution, for failure messages."""
+    return text(stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid), timeout=10), None)
+
+
+def shows(stub: bolt_pb2_grpc.BoltStub, pack: str, version: str) -> None:
+    e, out = run(stub, pack, "show")
+    assert (e.state, out, e.pack_version) == (pb.STATE_SUCCEEDED, f"version {version}\n", version), e.error
+
+
+# --- keys, lint, build (no S3) ----------------------------------------------------------------
+
+
+def test_keys_gen_writes_a_private_key_and_a_public_key(tmp_path: Path) -> None:
+    printed = keygen(tmp_path, "ops")
+    private, public = tmp_path / "ops.key", tmp_path / "ops.pub"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    key = load_private_key(private.read_bytes())
+    assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    assert key_id(key.public_key()) == pub_key_id(public)
+    assert pub_key_id(public) in printed
+    second = subprocess.run([str(agent_bin()), "keys", "gen", "--out", str(tmp_path), "--name", "ops"], capture_output=True)
+    assert second.returncode != 0, "keys are never overwritten"
+
+
+def test_lint_lists_every_problem_with_file_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "pack.toml").write_text(
+        'name = "Bad_Name"\nversion = "1 0"\n'
+        '[[actions]]\nname = "run"\nentrypoint = "missing.sh"\n'
+        '[[actions]]\nname = "count"\nentrypoint = "count.sh"\n'
+        '[actions.params.n]\ntype = "string"\nmin = 1\n'
+    )
+    (bad / "count.sh").write_text("#!/bin/sh\n")  # not executable
+    p = local("pack", "lint", str(bad))
+    assert p.returncode == 1, p
+    lines = [l for l in (p.stdout + p.stderr).splitlines() if "pack.toml: " in l]
+    problems = {}
+    for line in lines:
+        file, field, message = line.split(": ", 2)
+        assert file.endswith("pack.toml") and message, line
+        problems[field] = message
+    assert set(problems) == {"name", "version", "actions[0].entrypoint", "actions[1].entrypoint", "actions[1].params.n"}, lines
+    assert "Bad_Name" in problems["name"] and "missing.sh" in problems["actions[0].entrypoint"]
+    assert "executable" in problems["actions[1].entrypoint"]
+
+    good = make_pack(tmp_path, "lint-ok", "1.0.0")
+    assert local("pack", "lint", str(good)).returncode == 0
+
+
+def build(pack: Path, out: Path, *extra: str) -> tuple[str, Path]:
+    stdout = ok(local("pack", "build", str(pack), "--out", str(out), *extra))
+    m = re.search(r"sha256:([0-9a-f]{64}) (\S+)", stdout)
+    assert m, stdout
+    return m.group(1), Path(m.group(2))
+
+
+def test_build_is_reproducible_and_normalised(tmp_path: Path) -> None:
+    pack = make_pack(tmp_path, "repro", "1.2.3", files={"lib/data.txt": "data\n"})
+    for hidden in (".git/config", ".venv/bin/python", "lib/__pycache__/x.pyc", ".env"):
+        (pack / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (pack / hidden).write_text("hidden\n")
+    sha1, path1 = build(pack, tmp_path / "out1")
+    # Other mtimes and a group-writable file must not change a byte.
+    later = time.time() + 3600
+    for f in pack.rglob("*"):
+        os.utime(f, (later, later))
+    (pack / "lib" / "data.txt").chmod(0o664)
+    sha2, path2 = build(pack, tmp_path / "out2")
+    assert path1.name == path2.name == "repro-1.2.3.tar.gz"
+    assert sha1 == sha2 == hashlib.sha256(path1.read_bytes()).hexdigest()
+    assert path1.read_bytes() == path2.read_bytes()
+
+    raw = path1.read_bytes()
+    assert raw[4:8] == b"\0\0\0\0", "gzip header without a time"
+    assert not raw[3] & 0x08, "gzip header without a file name"
+    with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert [n.encode() for n in names] == sorted(n.encode() for n in names), "entries in byte order"
+    parts = {part for n in names for part in Path(n).parts}
+    assert not any(p.startswith(".") and p != "." for p in parts) and "__pycache__" not in parts, names
+    assert any(n.endswith("pack.toml") for n in names) and any(n.endswith("lib/data.txt") for n in names)
+    for m in members:
+        assert (m.mtime, m.uid, m.gid, m.uname, m.gname) == (0, 0, 0, "", ""), m.name
+        assert m.mode in (0o755, 0o644), (m.name, oct(m.mode))
+        assert (m.mode == 0o755) == (m.isdir() or m.name.endswith(".sh")), (m.name, oct(m.mode))
+
+
+def test_build_takes_the_version_from_the_manifest_or_the_flag(tmp_path: Path) -> None:
+    bare = make_pack(tmp_path, "bare", None)
+    assert local("pack", "build", str(bare), "--out", str(tmp_path / "o")).returncode != 0, "no version anywhere"
+    _, path = build(bare, tmp_path / "o", "--version", "4.2.0")
+    assert path.name == "bare-4.2.0.tar.gz"
+    with tarfile.open(path, "r:gz") as tar:
+        manifest = next(m for m in tar.getmembers() if m.name.endswith("pack.toml"))
+        text_ = tar.extractfile(manifest).read().decode()  # type: ignore[union-attr]
+    assert text_.startswith('version = "4.2.0"')
+
+    versioned = make_pack(tmp_path, "versioned", "1.0.0")
+    assert local("pack", "build", str(versioned), "--out", str(tmp_path / "o"), "--version", "2.0.0").returncode != 0
+    _, path = build(versioned, tmp_path / "o", "--version", "1.0.0")
+    assert path.name == "versioned-1.0.0.tar.gz"
+
+
+# --- publish, promote, sync --------------------------------------------------------------------
+
+
+def test_publish_to_test_reaches_the_test_agent_then_prod_on_promotion(world: World) -> None:
+    w = world
+    ok(publish(w, make_pack(w.root, "lc-basic", "1.0.0"), "test"))
+
+    rel = release(w, "lc-basic", "1.0.0")
+    sha = rel["sha256"]
+    archive = w.s3.get(f"{PREFIX}/archives/lc-basic/{sha}.tar.gz")
+    assert rel["kind"] == "release" and rel["version"] == "1.0.0" and rel["targets"] is None
+    assert hashlib.sha256(archive).hexdigest() == sha and rel["size"] == len(archive)
+    assert open_envelope(w.s3.get(f"{PREFIX}/archives/lc-basic/{sha}.json"), (w.keys / "release.pub").read_bytes()) == rel
+    index = open_envelope(w.s3.get(f"{PREFIX}/stages/test.json"), (w.keys / "release.pub").read_bytes())
+    assert index["kind"] == "stage" and index["stage"] == "test"
+    assert index["packs"]["lc-basic"]["version"] == "1.0.0" and index["packs"]["lc-basic"]["sha256"] == sha
+
+    test = w.stubs["test"]
+    wait_version(test, "lc-basic", "1.0.0")
+    shows(test, "lc-basic", "1.0.0")
+    info = test.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5)
+    mine = next(p for p in info.packs if p.name == "lc-basic")
+    assert (mine.version, mine.sha256, mine.origin) == ("1.0.0", sha, "s3")
+    s = info.pack_sync
+    assert s.enabled and s.stage == "test" and s.last_error == "" and s.generation >= index["generation"]
+    assert s.requests > 0 and s.last_success.ToMilliseconds() > 0
+    installed = w.agents["test"].data_dir / "installed"
+    assert (installed / "packs" / "lc-basic" / "1.0.0" / "pack.toml").exists()
+    assert (installed / "state.json").exists()
+
+    now = time.time()
+    for stage in ("dev", "prod"):
+        wait_attempt(w.stubs[stage], now)
+        assert versions(w.stubs[stage], "lc-basic") == set(), f"the {stage} agent must not install a test release"
+
+    ok(promote(w, "lc-basic", "1.0.0", "prod"))
+    wait_version(w.stubs["prod"], "lc-basic", "1.0.0")
+    shows(w.stubs["prod"], "lc-basic", "1.0.0")
+    assert stage_index(w, "prod")[0]["packs"]["lc-basic"]["sha256"] == sha
+
+
+def test_promotion_goes_dev_test_prod_only(world: World) -> None:
+    w = world
+    ok(publish(w, make_pack(w.root, "lc-promote", "1.0.0"), "dev"))
+    wait_version(w.stubs["dev"], "lc-promote", "1.0.0")
+    prod_before = etag_or_none(w, f"{PREFIX}/stages/prod.json")
+
+    refused(promote(w, "lc-promote", "1.0.0", "prod"), "1.0.0", "test")  # never was in test
+    refused(promote(w, "lc-promote", "9.9.9", "test"), "9.9.9")  # never published
+    assert promote(w, "lc-promote", "1.0.0", "dev").returncode != 0
+    assert publish(w, make_pack(w.root, "lc-promote", "1.0.1"), "prod").returncode != 0, "publish goes to dev or test only"
+    assert etag_or_none(w, f"{PREFIX}/stages/prod.json") == prod_before, "a refused promotion leaves prod alone"
+    assert etag_or_none(w, f"{PREFIX}/releases/lc-promote/1.0.1.json") is None
+
+    ok(promote(w, "lc-promote", "1.0.0", "test"))
+    wait_version(w.stubs["test"], "lc-promote", "1.0.0")
+    # 1.0.0 is no longer in test, but was: it may still go to prod.
+    ok(publish(w, make_pack(w.root, "lc-promote", "2.0.0"), "dev"))
+    ok(promote(w, "lc-promote", "2.0.0", "test"))
+    wait_version(w.stubs["test"], "lc-promote", "2.0.0")
+    ok(promote(w, "lc-promote", "1.0.0", "prod"))
+    assert stage_index(w, "prod")[0]["packs"]["lc-promote"]["version"] == "1.0.0"
+    wait_version(w.stubs["prod"], "lc-promote", "1.0.0")
+
+
+def test_a_version_is_published_once(world: World) -> None:
+    w = world
+    pack = make_pack(w.root, "lc-once", "1.0.0")
+    ok(publish(w, pack, "dev"))
+    sha = release(w, "lc-once", "1.0.0")["sha256"]
+    archive_key = f"{PREFIX}/archives/lc-once/{sha}.tar.gz"
+    before = w.s3.client.head_object(Bucket=BUCKET, Key=archive_key)
+    statement = w.s3.get(f"{PREFIX}/releases/lc-once/1.0.0.json")
+
+    ok(publish(w, pack, "dev"))  # identical content: fine, the archive is not rewritten
+    ok(publish(w, pack, "test"))
+    after = w.s3.client.head_object(Bucket=BUCKET, Key=archive_key)
+    assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+    assert stage_index(w, "test")[0]["packs"]["lc-once"]["sha256"] == sha
+
+    (pack / "show.sh").write_text('#!/bin/sh\necho "version 1.0.0, quietly changed"\n')
+    for stage in ("dev", "test"):
+        refused(publish(w, pack, stage), "1.0.0")
+    assert w.s3.get(f"{PREFIX}/releases/lc-once/1.0.0.json") == statement
+    assert w.s3.keys(f"{PREFIX}/archives/lc-once/") == sorted([archive_key, f"{PREFIX}/archives/lc-once/{sha}.json"])
+    assert stage_index(w, "dev")[0]["packs"]["lc-once"]["sha256"] == sha
+
+
+def test_publish_refuses_a_pack_that_fails_lint(world: World) -> None:
+    w = world
+    pack = make_pack(w.root, "lc-broken", "1.0.0")
+    (pack / "show.sh").chmod(0o644)
+    refused(publish(w, pack, "dev"), "show.sh")
+    assert w.s3.keys(f"{PREFIX}/archives/lc-broken/") == [] and w.s3.keys(f"{PREFIX}/releases/lc-broken/") == []
+
+
+def test_tampered_archive_is_refused_and_the_last_good_version_serves(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-tamper", "1.0.0"), "test"))
+    wait_version(test, "lc-tamper", "1.0.0")
+
+    ok(publish(w, make_pack(w.root, "lc-tamper", "2.0.0"), "dev"))
+    sha = tamper(w, "lc-tamper", "2.0.0")
+    p = promote(w, "lc-tamper", "2.0.0", "test")
+    if p.returncode != 0:  # the CLI may check the archive itself; then move the index by hand
+        assert CONTENT_MISMATCH.search(p.stderr), p.stderr
+        size = release(w, "lc-tamper", "2.0.0")["size"]
+        forge_index(w, "test", "lc-tamper", {"version": "2.0.0", "sha256": sha, "size": size, "targets": None})
+
+    s = wait_error(test, "lc-tamper")
+    assert CONTENT_MISMATCH.search(s.last_error), s.last_error
+    assert versions(test, "lc-tamper") == {"1.0.0"}
+    shows(test, "lc-tamper", "1.0.0")
+    assert not (w.agents["test"].data_dir / "installed" / "packs" / "lc-tamper" / "2.0.0").exists()
+
+    ok(publish(w, make_pack(w.root, "lc-tamper", "3.0.0"), "test"))
+    wait_version(test, "lc-tamper", "3.0.0")
+    wait_clean(test)
+
+
+def test_index_signed_by_an_untrusted_key_is_refused(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-rogue", "1.0.0"), "test"))
+    wait_version(test, "lc-rogue", "1.0.0")
+    good, _ = stage_index(w, "test")
+
+    ok(publish(w, make_pack(w.root, "lc-rogue", "2.0.0"), "test", key="rogue", identity="mallory"))
+    wait_error(test, w.rogue_id)
+    assert versions(test, "lc-rogue") == {"1.0.0"}
+    shows(test, "lc-rogue", "1.0.0")
+
+    audit = json.loads(ok(cli(w, "pack", "audit", "--pack", "lc-rogue", "--trusted-key", str(w.keys / "release.pub"), "--json")))
+    assert [(r["version"], r["identity"], r["key_id"], r["verified"]) for r in audit] == [
+        ("1.0.0", "ci@test", w.release_id, True),
+        ("2.0.0", "mallory", w.rogue_id, False),
+    ]
+
+    # Put a trusted index back (newer generation, same packs as before).
+    rogue, etag = stage_index(w, "test")
+    good["generation"] = rogue["generation"] + 1
+    body = sign_envelope(good, (w.keys / "release.key").read_bytes())
+    w.s3.client.put_object(Bucket=BUCKET, Key=f"{PREFIX}/stages/test.json", Body=body, IfMatch=etag)
+    wait_clean(test)
+    assert versions(test, "lc-rogue") == {"1.0.0"}
+
+
+def test_trusted_index_pointing_at_a_missing_archive_is_refused_until_a_good_publish(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-ghost", "1.0.0"), "test"))
+    wait_version(test, "lc-ghost", "1.0.0")
+
+    nothing = hashlib.sha256(b"no such archive").hexdigest()
+    forge_index(w, "test", "lc-ghost", {"version": "2.0.0", "sha256": nothing, "size": 1234, "targets": None})
+    wait_error(test, "lc-ghost")
+    assert versions(test, "lc-ghost") == {"1.0.0"}
+    shows(test, "lc-ghost", "1.0.0")
+    time.sleep(2.5)  # a few more intervals: still failing, still serving 1.0.0
+    assert "lc-ghost" in sync_state(test).last_error and versions(test, "lc-ghost") == {"1.0.0"}
+
+    ok(publish(w, make_pack(w.root, "lc-ghost", "3.0.0"), "test"))
+    wait_version(test, "lc-ghost", "3.0.0")
+    wait_clean(test)
+    shows(test, "lc-ghost", "3.0.0")
+
+
+def test_replayed_older_index_is_refused(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    key = f"{PREFIX}/stages/test.json"
+    ok(publish(w, make_pack(w.root, "lc-replay", "1.0.0"), "test"))
+    wait_version(test, "lc-replay", "1.0.0")
+    old = w.s3.get(key)
+    ok(publish(w, make_pack(w.root, "lc-replay", "2.0.0"), "test"))
+    wait_version(test, "lc-replay", "2.0.0")
+    current = w.s3.get(key)
+
+    w.s3.put(key, old)  # validly signed, but an older generation
+    s = wait_error(test, "generation")
+    assert s.generation == open_envelope(current)["generation"]
+    assert versions(test, "lc-replay") == {"2.0.0"}
+
+    w.s3.put(key, current)
+    wait_clean(test)
+    assert versions(test, "lc-replay") == {"2.0.0"}
+
+
+def test_running_execution_finishes_on_its_version(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-slow", "1.0.0"), "test"))
+    wait_version(test, "lc-slow", "1.0.0")
+    eid = test.Execute(pb.ExecuteRequest(pack="lc-slow", action="slow"), timeout=10).execution_id
+
+    ok(publish(w, make_pack(w.root, "lc-slow", "2.0.0"), "test"))
+    wait_version(test, "lc-slow", "2.0.0", timeout=SLOW - 1)
+    live = test.GetExecution(pb.GetExecutionRequest(execution_id=eid), timeout=5)
+    assert live.state == pb.STATE_RUNNING, "2.0.0 must land while the 1.0.0 execution still runs"
+    shows(test, "lc-slow", "2.0.0")
+
+    chunks, end = follow(test, eid)
+    assert end is not None
+    assert (end.execution.state, end.execution.pack_version) == (pb.STATE_SUCCEEDED, "1.0.0"), end.execution.error
+    assert text(chunks) == "marker 1.0.0\n"
+
+
+def test_packs_for_other_apps_are_not_installed(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-cassandra", "1.0.0", targets=["cassandra"]), "test"))
+    ok(publish(w, make_pack(w.root, "lc-kafka", "1.0.0", targets=["kafka", "zookeeper"]), "test"))
+    assert release(w, "lc-cassandra", "1.0.0")["targets"] == ["cassandra"]
+    assert stage_index(w, "test")[0]["packs"]["lc-cassandra"]["targets"] == ["cassandra"]
+
+    wait_version(test, "lc-kafka", "1.0.0")  # published after lc-cassandra: that index has been seen
+    assert versions(test, "lc-cassandra") == set()
+    info = test.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5)
+    assert "lc-cassandra" not in {p.name for p in info.packs}
+    assert info.pack_sync.last_error == "", "a pack for another app is not an error"
+
+
+def test_dev_build_needs_the_dev_permission(world: World) -> None:
+    w = world
+    test = w.stubs["test"]
+    alice = stub_for(w.agents["test"], w.certs / "dev-alice.crt", w.certs / "dev-alice.key")
+    bob = stub_for(w.agents["test"], w.certs / "dev-bob.crt", w.certs / "dev-bob.key")
+    ok(publish(w, make_pack(w.root, "lc-devb", "1.0.0"), "dev"))
+    sha = release(w, "lc-devb", "1.0.0")["sha256"]
+
+    for build_ in (pb.DevBuild(version="1.0.0"), pb.DevBuild(sha256=sha), pb.DevBuild(version="1.0.0", sha256=sha)):
+        e, out = run(alice, "lc-devb", "show", build_)
+        assert (e.state, out, e.pack_version, e.caller) == (pb.STATE_SUCCEEDED, "version 1.0.0\n", "1.0.0", "dev-alice"), e.error
+    assert versions(test, "lc-devb") == set(), "a dev build is not installed"
+
+    req = pb.ExecuteRequest(pack="lc-devb", action="show", dev_build=pb.DevBuild(version="1.0.0"))
+    for who in (bob, test):
+        code, _ = code_of(lambda: who.Execute(req, timeout=10))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+
+    # A dev build is verified like an installed pack.
+    ok(publish(w, make_pack(w.root, "lc-devb", "2.0.0"), "dev"))
+    tamper(w, "lc-devb", "2.0.0")
+    try:
+        e, out = run(alice, "lc-devb", "show", pb.DevBuild(version="2.0.0"))
+    except grpc.RpcError as refusal:  # refused before it started: as good
+        assert CONTENT_MISMATCH.search(refusal.details() or ""), refusal
+        return
+    assert e.state != pb.STATE_SUCCEEDED and "hacked" not in out and CONTENT_MISMATCH.search(e.error), (e, out)
+
+
+def test_audit_lists_every_publish_and_promotion_in_order(world: World) -> None:
+    w = world
+    ok(publish(w, make_pack(w.root, "lc-audit", "1.0.0"), "dev", identity="alice@laptop"))
+    ok(promote(w, "lc-audit", "1.0.0", "test", identity="bob@ci"))
+    ok(promote(w, "lc-audit", "1.0.0", "prod", identity="carol@ci"))
+    sha = release(w, "lc-audit", "1.0.0")["sha256"]
+
+    out = ok(cli(w, "pack", "audit", "--pack", "lc-audit", "--trusted-key", str(w.keys / "release.pub"), "--json"))
+    records = json.loads(out)
+    assert [(r["event"], r["stage"], r["from_stage"] or None, r["identity"]) for r in records] == [
+        ("publish", "dev", None, "alice@laptop"),
+        ("promote", "test", "dev", "bob@ci"),
+        ("promote", "prod", "test", "carol@ci"),
+    ]
+    for r in records:
+        assert (r["pack"], r["version"], r["sha256"], r["key_id"], r["verified"]) == ("lc-audit", "1.0.0", sha, w.release_id, True)
+    times = [datetime.fromisoformat(r["at"]) for r in records]
+    assert times == sorted(times)
+
+    human = ok(cli(w, "pack", "audit", "--pack", "lc-audit"))
+    assert all(who in human for who in ("alice@laptop", "bob@ci", "carol@ci"))
+
+    # The records themselves: signed audit payloads, one object each.
+    mine = []
+    for key in w.s3.keys(f"{PREFIX}/audit/"):
+        payload = open_envelope(w.s3.get(key))
+        if payload["pack"] == "lc-audit":
+            mine.append(open_envelope(w.s3.get(key), (w.keys / "release.pub").read_bytes()))
+    mine.sort(key=lambda p: datetime.fromisoformat(p["at"]))
+    assert [(p["kind"], p["event"], p["identity"], p["key_id"]) for p in mine] == [
+        ("audit", "publish", "alice@laptop", w.release_id),
+        ("audit", "promote", "bob@ci", w.release_id),
+        ("audit", "promote", "carol@ci", w.release_id),
+    ]
+    assert all(p["host"] for p in mine)
+
+
+def test_list_shows_what_each_stage_points_to(world: World) -> None:
+    w = world
+    ok(publish(w, make_pack(w.root, "lc-list", "1.0.0", targets=["kafka"]), "dev"))
+    ok(promote(w, "lc-list", "1.0.0", "test"))
+    ok(publish(w, make_pack(w.root, "lc-list", "2.0.0", targets=["kafka"]), "dev"))
+    generation = {stage: stage_index(w, stage)[0]["generation"] for stage in ("dev", "test")}
+
+    fields = ("stage", "pack", "version", "sha256", "targets", "generation")
+    rows = [{k: r[k] for k in fields} for r in json.loads(ok(cli(w, "pack", "list", "--json"))) if r["pack"] == "lc-list"]
+    assert rows == [
+        {"stage": "dev", "pack": "lc-list", "version": "2.0.0", "sha256": release(w, "lc-list", "2.0.0")["sha256"],
+         "targets": ["kafka"], "generation": generation["dev"]},
+        {"stage": "test", "pack": "lc-list", "version": "1.0.0", "sha256": release(w, "lc-list", "1.0.0")["sha256"],
+         "targets": ["kafka"], "generation": generation["test"]},
+    ]
+    only_test = json.loads(ok(cli(w, "pack", "list", "--stage", "test", "--json")))
+    assert {r["stage"] for r in only_test} == {"test"}
+    assert [r["version"] for r in only_test if r["pack"] == "lc-list"] == ["1.0.0"]
+    assert "lc-list" in ok(cli(w, "pack", "list"))
+
+
+SIX = '#!/usr/bin/env python3\nimport os, six\nprint(six.__version__)\nprint(os.environ.get("VIRTUAL_ENV", ""))\nprint(os.environ["PATH"].split(":")[0])\n'
+
+
+def test_each_pack_runs_in_its_own_virtualenv(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    pins = {"lc-six-new": "six==1.16.0\n", "lc-six-old": "six==1.15.0\n", "lc-six-same": "six==1.16.0\n"}
+    for name, requirements in pins.items():
+        pack = make_pack(w.root, name, "1.0.0", files={"which_six.py": SIX, "requirements.txt": requirements}, actions={"six": "which_six.py"})
+        ok(publish(w, pack, "test"))
+    venvs: dict[str, str] = {}
+    for name, requirements in pins.items():
+        wait_version(test, name, "1.0.0", timeout=120)  # pip runs first
+        e, out = run(test, name, "six")
+        assert e.state == pb.STATE_SUCCEEDED, (e.error, output(test, e.execution_id))
+        version, venv, first_path = out.splitlines()
+        assert version == requirements.split("==")[1].strip()
+        # sync.dir/venvs/HASH; HASH may be a prefix of the sha256 (shebang lines are short).
+        digest = hashlib.sha256(requirements.encode()).hexdigest()
+        folder = Path(venv)
+        assert folder.parent.resolve() == (w.agents["test"].data_dir / "installed" / "venvs").resolve(), venv
+        assert len(folder.name) >= 16 and digest.startswith(folder.name), venv
+        assert first_path == f"{venv}/bin" and (folder / ".bolt-ready").exists()
+        venvs[name] = venv
+    assert venvs["lc-six-new"] == venvs["lc-six-same"] != venvs["lc-six-old"], "the same requirements.txt shares a venv"
