@@ -48,6 +48,17 @@ $(VENV)/.stamp: integration/requirements.txt $(wildcard clients/python/pyproject
 	    $(VENV)/bin/pip install --quiet --disable-pip-version-check -e 'clients/python[test]'; fi
 	touch $@
 
+# Debian's prometheus, for the test that scrapes an agent with a real server.
+# Its service is not started (policy-rc.d): the test runs its own instance.
+PROMETHEUS := /usr/bin/prometheus
+prometheus: $(PROMETHEUS)
+$(PROMETHEUS):
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    made=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made=1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; rc=$$?; \
+	    [ -n "$$made" ] && rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	else echo "NOTICE: cannot install Debian's prometheus (needs root and apt-get): the Prometheus test will be skipped"; fi
+
 # grpcurl from its Go module; without Go the grpcurl tests are skipped with a notice.
 tools: $(GRPCURL)
 
@@ -57,6 +68,27 @@ $(GRPCURL):
 	    GOBIN=$(TOOLS) GOFLAGS=-mod=mod go install github.com/fullstorydev/grpcurl/cmd/grpcurl@$(GRPCURL_VERSION); \
 	else echo "NOTICE: Go is not installed: grpcurl tests will be skipped"; fi
 
+# --- the upgrade test's "newer" agent ----------------------------------------
+
+# integration/tests/test_upgrade.py upgrades a running agent to a different
+# build: the same sources built with BOLT_BUILD=next (version <crate
+# version>+next, see agent/build.rs), copied aside; then target/debug/bolt-agent
+# is rebuilt plain. Only bolt-agent recompiles, twice (incrementally).
+AGENT_NEXT := target/upgrade/bolt-agent-next
+AGENT_NEXT_SRCS := $(shell find agent/src proto -type f 2>/dev/null) agent/build.rs agent/Cargo.toml \
+    Cargo.toml Cargo.lock build.rs
+
+.PHONY: agent-next
+agent-next: $(AGENT_NEXT)
+
+$(AGENT_NEXT): $(AGENT_NEXT_SRCS)
+	BOLT_BUILD=next $(CARGO) build -p bolt-agent --locked
+	@mkdir -p $(@D)
+	cp $(AGENT) $@.tmp
+	@$@.tmp --version | grep -q '+next$$' || { echo "$@: $(AGENT) is not the +next build" >&2; rm -f $@.tmp; exit 1; }
+	$(CARGO) build -p bolt-agent --locked
+	mv $@.tmp $@
+
 # --- tests ------------------------------------------------------------------
 
 test: build venv tools test-rust test-integration test-python test-java
@@ -64,8 +96,8 @@ test: build venv tools test-rust test-integration test-python test-java
 test-rust:
 	$(CARGO) test --workspace --locked
 
-test-integration: build venv tools
-	GRPCURL=$(GRPCURL) $(PY) -m pytest integration -q -p no:cacheprovider
+test-integration: build venv tools prometheus $(AGENT_NEXT)
+	PROMETHEUS=$(PROMETHEUS) GRPCURL=$(GRPCURL) BOLT_AGENT_NEXT_BIN=$(ROOT)/$(AGENT_NEXT) $(PY) -m pytest integration -q -p no:cacheprovider
 
 test-python: build venv
 	@if [ -f clients/python/Makefile ]; then \
@@ -82,6 +114,7 @@ test-java: build venv
 bench: release venv
 	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/agent_bench.py
 	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/pack_bench.py
+	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/load_bench.py
 	$(MAKE) -C clients/python bench VENV=$(VENV) BOLT_AGENT_BIN=$(AGENT_RELEASE)
 
 clean:

@@ -2,9 +2,11 @@
 //! behind the check that the caller presented a client certificate.
 
 mod convert;
+mod rpc_layer;
 mod service;
 mod status;
 
+pub use rpc_layer::RpcLayer;
 pub use service::{AgentState, BoltService};
 
 use tonic::{

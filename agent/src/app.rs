@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::{
     api::{self, AgentState, BoltService},
     authz::Authorizer,
-    config::Config,
+    config::{Config, Overrides},
     distribution::{sync::Distribution, venv::Venvs},
     exec::{layout, Executor, ExecutorConfig},
     packs::{ArgLimits, Registry},
@@ -44,11 +44,27 @@ pub enum AppError {
 
 pub struct App {
     config: Config,
+    metrics: Option<prometheus::Registry>,
+    /// Where SIGHUP re-reads the config from.
+    reload: Option<(Option<PathBuf>, Overrides)>,
 }
 
 impl App {
     pub fn new(config: Config) -> Self {
-        Self { config }
+        Self { config, metrics: None, reload: None }
+    }
+
+    /// On SIGHUP, re-read the config from `path` (with the same overrides)
+    /// and the certificates, keeping every connection.
+    pub fn reload_on_sighup(mut self, path: Option<PathBuf>, overrides: Overrides) -> Self {
+        self.reload = Some((path, overrides));
+        self
+    }
+
+    /// Serves this registry as Prometheus text on `telemetry.metrics_listen`.
+    pub fn with_metrics_registry(mut self, registry: prometheus::Registry) -> Self {
+        self.metrics = Some(registry);
+        self
     }
 
     /// Runs until `shutdown` resolves, then drains calls and returns.
@@ -64,7 +80,7 @@ impl App {
         let dist = Distribution::new(c, venvs).await;
         registry.set_installed(dist.installed_at_start());
         registry.reload();
-        let tls_files = TlsFiles::new(&c.tls_dir);
+        let tls_files = TlsFiles::new(&c.tls_dir).with_revoked_serials(&c.tls.revoked_serials);
         let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
 
         let parents = crate::caps::own_paths();
@@ -103,20 +119,58 @@ impl App {
             stop_rx.clone(),
         );
 
+        let executor_for_metrics = executor.clone();
         let listener =
             TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
         let local = listener.local_addr().map_err(|source| AppError::Bind { addr: c.listen, source })?;
         // Tests and scripts read the bound address (useful with port 0).
         layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false)
             .map_err(data_err)?;
-        tracing::info!(addr = %local, version = env!("CARGO_PKG_VERSION"), instance = %c.instance.id, "listening");
+        tracing::info!(addr = %local, version = crate::VERSION, instance = %c.instance.id, "listening");
         // systemd's Type=notify: ready once the listener is up (no-op elsewhere).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-        let state = Arc::new(AgentState::new(c, stop_rx.clone()));
+        let mut problems = Vec::new();
+        if let (Some(addr), Some(registry)) = (c.telemetry.metrics_addr(), self.metrics.clone()) {
+            // Metrics are not worth refusing to run for.
+            match crate::telemetry::prometheus::serve(addr, registry, stop_rx.clone()).await {
+                Ok(bound) => {
+                    layout::write_replace(
+                        &c.data_dir.join("metrics.addr"),
+                        bound.to_string().as_bytes(),
+                        false,
+                    )
+                    .map_err(data_err)?;
+                    tracing::info!(addr = %bound, "Prometheus metrics at http://{bound}/metrics");
+                }
+                Err(e) => {
+                    let p = format!("metrics listener on {addr} (telemetry.metrics_listen): {e}");
+                    tracing::error!(error = %p, "no Prometheus endpoint");
+                    problems.push(p);
+                }
+            }
+        }
+        let _observers = observe(&executor_for_metrics, &dist, c);
+        let mut state = AgentState::new(c, stop_rx.clone());
+        state.startup_problems = problems;
+        let state = Arc::new(state);
         spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
         spawn_memory_trim(stop_rx.clone());
-        spawn_tls_reload(tls_files, tls.clone(), c.limits.tls_reload_interval, stop_rx.clone());
+        let tls_files = Arc::new(ArcSwap::from_pointee(tls_files));
+        spawn_tls_reload(tls_files.clone(), tls.clone(), c.limits.tls_reload_interval, stop_rx.clone());
+        let authz = Arc::new(ArcSwap::from_pointee(Authorizer::new(&c.authz)));
+        if let Some((path, overrides)) = self.reload.clone() {
+            let ctx = Reload {
+                path,
+                overrides,
+                running: c.clone(),
+                tls_files,
+                tls: tls.clone(),
+                authz: authz.clone(),
+                registry: registry.clone(),
+            };
+            spawn_sighup(ctx, stop_rx.clone());
+        }
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<BoltServer<BoltService>>().await;
@@ -135,14 +189,7 @@ impl App {
             c.limits.max_connections_per_identity,
             c.limits.max_streams_per_identity,
         );
-        let service = BoltService::new(
-            executor,
-            registry,
-            Arc::new(Authorizer::new(&c.authz)),
-            state,
-            dist,
-            admission.clone(),
-        );
+        let service = BoltService::new(executor, registry, authz, state, dist, admission.clone());
         let bolt =
             BoltServer::new(service).max_decoding_message_size(c.limits.max_message_bytes.as_u64() as usize);
         let incoming = serve_incoming(listener, tls, c.limits.handshake_timeout, admission.clone());
@@ -160,6 +207,7 @@ impl App {
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .initial_connection_window_size(Some(4 << 20))
             .initial_stream_window_size(Some(1 << 20))
+            .layer(api::RpcLayer)
             .layer(tonic::service::InterceptorLayer::new(api::require_identity))
             .layer(tower::util::MapResponseLayer::new(api::oversized_to_resource_exhausted))
             .add_service(health_service)
@@ -270,19 +318,20 @@ fn spawn_memory_trim(mut stop: watch::Receiver<bool>) {
 }
 
 fn spawn_tls_reload(
-    files: TlsFiles,
+    files: Arc<ArcSwap<TlsFiles>>,
     tls: Arc<ArcSwap<rustls::ServerConfig>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     tokio::spawn(async move {
-        let mut stamp = files.stamp();
+        let mut stamp = files.load().stamp();
         let mut tick = tokio::time::interval(every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 () = stopped(&mut stop) => return,
             }
+            let files = files.load();
             let now = files.stamp();
             if now == stamp {
                 continue;
@@ -299,4 +348,195 @@ fn spawn_tls_reload(
             }
         }
     });
+}
+
+/// Gauges read when metrics are collected: the agent's own CPU and memory,
+/// running executions, free disk, caps, pack sync, certificate expiry.
+fn observe(executor: &Executor, dist: &Arc<Distribution>, c: &Config) -> Vec<Box<dyn std::any::Any>> {
+    use opentelemetry::metrics::{ObservableCounter, ObservableGauge};
+    let m = crate::telemetry::metrics::meter();
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let cpu: ObservableCounter<f64> = m
+        .f64_observable_counter("bolt_agent_cpu")
+        .with_unit("s")
+        .with_description("CPU time of the agent itself (user + system)")
+        .with_callback(|o| {
+            use nix::sys::resource::{getrusage, UsageWho};
+            if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
+                let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+                o.observe(secs(u.user_time()) + secs(u.system_time()), &[]);
+            }
+        })
+        .build();
+    keep.push(Box::new(cpu));
+    let rss: ObservableGauge<u64> = m
+        .u64_observable_gauge("bolt_agent_resident_memory")
+        .with_unit("By")
+        .with_description("Resident memory of the agent itself")
+        .with_callback(|o| {
+            if let Some(b) = crate::procfs::rss_bytes(std::process::id()) {
+                o.observe(b, &[]);
+            }
+        })
+        .build();
+    keep.push(Box::new(rss));
+    let ex = executor.clone();
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_executions_running")
+            .with_description("Executions PENDING or RUNNING now")
+            .with_callback(move |o| o.observe(ex.running() as u64, &[]))
+            .build(),
+    ));
+    let enforced = u64::from(executor.caps_mode() != crate::caps::CapsMode::None);
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_caps_enforced")
+            .with_description("1 when resource caps are enforced with cgroups")
+            .with_callback(move |o| o.observe(enforced, &[]))
+            .build(),
+    ));
+    let data = c.data_dir.clone();
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_data_disk_free")
+            .with_unit("By")
+            .with_description("Free space on the data folder's file system")
+            .with_callback(move |o| {
+                if let Ok(s) = rustix::fs::statvfs(&data) {
+                    o.observe(s.f_bavail * s.f_frsize, &[]);
+                }
+            })
+            .build(),
+    ));
+    let d = dist.clone();
+    keep.push(Box::new(
+        m.f64_observable_gauge("bolt_pack_sync_last_success_timestamp")
+            .with_unit("s")
+            .with_description("Unix time of the last good pack sync")
+            .with_callback(move |o| {
+                if let Some(t) = d.status().last_success {
+                    o.observe(t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()), &[]);
+                }
+            })
+            .build(),
+    ));
+    let tls_dir = c.tls_dir.clone();
+    keep.push(Box::new(
+        m.f64_observable_gauge("bolt_agent_certificate_expiry_timestamp")
+            .with_unit("s")
+            .with_description("Unix time at which the agent's certificate expires")
+            .with_callback(move |o| {
+                if let Some(t) = crate::tls::agent_cert_expiry(&tls_dir) {
+                    o.observe(t as f64, &[]);
+                }
+            })
+            .build(),
+    ));
+    keep
+}
+
+/// What SIGHUP can change in a running agent.
+struct Reload {
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    running: Config,
+    tls_files: Arc<ArcSwap<TlsFiles>>,
+    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    authz: Arc<ArcSwap<Authorizer>>,
+    registry: Arc<Registry>,
+}
+
+fn spawn_sighup(mut ctx: Reload, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; config reload by signal is off");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = hup.recv() => if r.is_none() { return },
+                () = stopped(&mut stop) => return,
+            }
+            tracing::info!("SIGHUP: reloading the config and the certificates");
+            ctx.apply().await;
+        }
+    });
+}
+
+impl Reload {
+    /// Applies what can change live (certificates, authorization rules, log
+    /// level, packs); names what needs a restart. A config that does not load
+    /// changes nothing.
+    async fn apply(&mut self) {
+        let new = match Config::load(self.path.as_deref(), self.overrides.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the config does not load; nothing changed");
+                return;
+            }
+        };
+        let files = TlsFiles::new(&new.tls_dir).with_revoked_serials(&new.tls.revoked_serials);
+        match files.server_config() {
+            Ok(cfg) => {
+                self.tls.store(cfg);
+                self.tls_files.store(Arc::new(files));
+                tracing::info!(tls_dir = %new.tls_dir.display(), "TLS certificates reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: certificates cannot be loaded; keeping the previous ones")
+            }
+        }
+        let mut applied = vec!["certificates"];
+        if format!("{:?}", new.authz) != format!("{:?}", self.running.authz) {
+            self.authz.store(Arc::new(Authorizer::new(&new.authz)));
+            applied.push("authz");
+        }
+        if new.log.level != self.running.log.level {
+            match crate::telemetry::set_log_level(&new.log.level) {
+                Ok(()) => applied.push("log.level"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: log level not changed"),
+            }
+        }
+        let r = self.registry.clone();
+        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        applied.push("packs");
+        let mut restart = Vec::new();
+        let sections: [(&str, String, String); 11] = [
+            ("listen", format!("{:?}", new.listen), format!("{:?}", self.running.listen)),
+            ("data_dir", format!("{:?}", new.data_dir), format!("{:?}", self.running.data_dir)),
+            ("packs_dir", format!("{:?}", new.packs_dir), format!("{:?}", self.running.packs_dir)),
+            ("instance", format!("{:?}", new.instance), format!("{:?}", self.running.instance)),
+            ("exec", format!("{:?}", new.exec), format!("{:?}", self.running.exec)),
+            ("limits", format!("{:?}", new.limits), format!("{:?}", self.running.limits)),
+            ("caps", format!("{:?}", new.caps), format!("{:?}", self.running.caps)),
+            ("sync", format!("{:?}", new.sync), format!("{:?}", self.running.sync)),
+            ("history", format!("{:?}", new.history), format!("{:?}", self.running.history)),
+            ("telemetry", format!("{:?}", new.telemetry), format!("{:?}", self.running.telemetry)),
+            ("agent", format!("{:?}", new.agent), format!("{:?}", self.running.agent)),
+        ];
+        for (name, a, b) in &sections {
+            if a != b {
+                restart.push(*name);
+            }
+        }
+        if restart.is_empty() {
+            tracing::info!(applied = ?applied, "SIGHUP: reloaded");
+        } else {
+            tracing::warn!(applied = ?applied, needs_restart = ?restart, "SIGHUP: reloaded; these changes take effect at the next restart");
+        }
+        let mut kept = new;
+        // What was not applied stays as it runs, so the next SIGHUP compares
+        // against the running state.
+        kept.listen = self.running.listen;
+        kept.data_dir = self.running.data_dir.clone();
+        kept.packs_dir = self.running.packs_dir.clone();
+        kept.instance = self.running.instance.clone();
+        kept.exec = self.running.exec.clone();
+        kept.limits = self.running.limits.clone();
+        kept.caps = self.running.caps.clone();
+        kept.sync = self.running.sync.clone();
+        kept.history = self.running.history.clone();
+        kept.telemetry = self.running.telemetry.clone();
+        kept.agent = self.running.agent.clone();
+        self.running = kept;
+    }
 }

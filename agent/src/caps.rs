@@ -11,7 +11,8 @@ use std::{
 };
 
 use cgroups_rs::fs::{
-    cpu::CpuController, hierarchies, memory::MemController, pid::PidController, Cgroup, MaxValue,
+    cpu::CpuController, hierarchies, memory::MemController, pid::PidController, Cgroup, Hierarchy, MaxValue,
+    Subsystem,
 };
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +102,7 @@ impl ExecCgroup {
     /// Creates `name` below the `parents` cgroups with `limits`. Every
     /// controller a limit needs must be there, or it is an error.
     pub fn create(parents: &Parents, name: &str, limits: &Limits) -> Result<Self, CapsError> {
-        let hier = hierarchies::auto();
+        let hier: Box<dyn Hierarchy> = Box::new(Needed(hierarchies::auto()));
         let v2 = hier.v2();
         let err = |message: String| CapsError::Cgroup { path: name.to_owned(), message };
         let cg = if v2 {
@@ -237,6 +238,40 @@ impl ExecCgroup {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// A hierarchy narrowed to the controllers executions use. On cgroup v1
+/// every other controller (blkio, cpuset, devices, freezer, ...) would cost a
+/// directory to make, join and remove per execution for nothing.
+#[derive(Debug)]
+struct Needed(Box<dyn Hierarchy>);
+
+impl Hierarchy for Needed {
+    fn subsystems(&self) -> Vec<Subsystem> {
+        self.0
+            .subsystems()
+            .into_iter()
+            .filter(|s| {
+                matches!(s, Subsystem::Mem(_) | Subsystem::Cpu(_) | Subsystem::CpuAcct(_) | Subsystem::Pid(_))
+            })
+            .collect()
+    }
+
+    fn root(&self) -> PathBuf {
+        self.0.root()
+    }
+
+    fn root_control_group(&self) -> Cgroup {
+        self.0.root_control_group()
+    }
+
+    fn parent_control_group(&self, path: &str) -> Cgroup {
+        self.0.parent_control_group(path)
+    }
+
+    fn v2(&self) -> bool {
+        self.0.v2()
     }
 }
 

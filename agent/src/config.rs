@@ -50,6 +50,8 @@ pub struct Config {
     pub agent: AgentConfig,
     pub authz: AuthzConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -69,6 +71,8 @@ impl Default for Config {
             agent: AgentConfig::default(),
             authz: AuthzConfig::default(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -418,6 +422,50 @@ pub enum LogFormat {
     Text,
 }
 
+/// `[tls]`: beyond the files in `tls_dir`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Client certificate serials (hex, `:` allowed) refused at the
+    /// handshake, beside `tls_dir/crl.pem`.
+    pub revoked_serials: Vec<String>,
+}
+
+/// `[telemetry]`: metrics and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Address of the Prometheus text endpoint (`GET /metrics`, plain HTTP);
+    /// empty turns it off.
+    pub metrics_listen: String,
+    /// OTLP/gRPC collector (e.g. `http://127.0.0.1:4317`) that gets metrics
+    /// and traces; empty exports nothing.
+    pub otlp_endpoint: String,
+    /// How often metrics are pushed over OTLP.
+    #[serde(with = "humantime_serde")]
+    pub otlp_interval: Duration,
+    /// `service.name` of the OTLP resource.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            metrics_listen: "127.0.0.1:9464".into(),
+            otlp_endpoint: String::new(),
+            otlp_interval: Duration::from_secs(30),
+            service_name: "bolt-agent".into(),
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The metrics listener, or None when turned off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.parse().ok()
+    }
+}
+
 /// Values from the command line (or their `BOLT_*` variables) that win over
 /// the file.
 #[derive(Debug, Default, Clone)]
@@ -428,6 +476,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub stage: Option<String>,
     pub app: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -462,6 +511,9 @@ impl Config {
         }
         if let Some(v) = overrides.app {
             config.instance.app = v;
+        }
+        if let Some(v) = overrides.metrics_listen {
+            config.telemetry.metrics_listen = v;
         }
         if config.sync.dir.as_os_str().is_empty() {
             config.sync.dir = config.data_dir.join("installed");
@@ -534,6 +586,27 @@ impl Config {
         }
         if !(0.0..1.0).contains(&self.sync.jitter) {
             problems.push(format!("sync.jitter = {} is not in 0..1", self.sync.jitter));
+        }
+        if !self.telemetry.metrics_listen.is_empty() && self.telemetry.metrics_addr().is_none() {
+            problems.push(format!(
+                "telemetry.metrics_listen = {:?} is not an address (IP:PORT, or empty to turn it off)",
+                self.telemetry.metrics_listen
+            ));
+        }
+        let otlp = &self.telemetry.otlp_endpoint;
+        if !(otlp.is_empty() || otlp.starts_with("http://") || otlp.starts_with("https://")) {
+            problems.push(format!(
+                "telemetry.otlp_endpoint = {:?} is not an http(s):// URL",
+                self.telemetry.otlp_endpoint
+            ));
+        }
+        if self.telemetry.otlp_interval < Duration::from_millis(100) {
+            problems.push("telemetry.otlp_interval must be at least 100ms".to_string());
+        }
+        for s in &self.tls.revoked_serials {
+            if crate::tls::revoked::normalize(s).is_none() {
+                problems.push(format!("tls.revoked_serials: {s:?} is not a hex serial number"));
+            }
         }
         if let Err(e) = self.authz.validate() {
             problems.push(e);

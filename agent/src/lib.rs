@@ -43,6 +43,11 @@ pub mod tls;
 
 pub use app::{App, AppError};
 
+/// The version this build reports (GetAgentInfo, logs, `--version`): the
+/// crate version, plus `+<label>` for a build made with `BOLT_BUILD=<label>`
+/// (see build.rs).
+pub const VERSION: &str = env!("BOLT_VERSION");
+
 /// This host's name, or an empty string.
 pub fn hostname() -> String {
     hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()

@@ -14,7 +14,7 @@ use bolt_agent::{
 };
 
 #[derive(Parser)]
-#[command(name = "bolt-agent", version, about = "Bolt: whitelisted actions on this instance over mTLS gRPC")]
+#[command(name = "bolt-agent", version = bolt_agent::VERSION, about = "Bolt: whitelisted actions on this instance over mTLS gRPC")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +40,9 @@ enum Command {
         /// App of this instance: packs targeting it are installed.
         #[arg(long, env = "BOLT_APP")]
         app: Option<String>,
+        /// Prometheus endpoint address ("" turns it off).
+        #[arg(long, env = "BOLT_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
     },
     /// Packs: check, build, publish to S3, promote, list, audit.
     Pack {
@@ -102,8 +105,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // Before anything else: the supervisor forks and must be single-threaded.
         Command::Supervise { dir } => return bolt_agent::supervisor::main(&dir),
-        Command::Run { config, listen, tls_dir, packs_dir, data_dir, stage, app } => {
-            run(config, Overrides { listen, tls_dir, packs_dir, data_dir, stage, app })
+        Command::Run { config, listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen } => {
+            run(config, Overrides { listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen })
         }
         Command::Pack { command } => pack_cli::pack(command),
         Command::Keys { command } => pack_cli::keys(command),
@@ -133,13 +136,10 @@ fn print_files(files: Vec<PathBuf>) {
     }
 }
 
-fn run(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
-    let config = Config::load(config.as_deref(), overrides)?;
-    bolt_agent::telemetry::init(&config.log);
+fn run(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+    let config = Config::load(config_path.as_deref(), overrides.clone())?;
     // Niceness is per thread on Linux: set it before the runtime's threads exist.
-    if let Err(e) = rustix::process::setpriority_process(None, config.agent.nice) {
-        tracing::warn!(error = %e, nice = config.agent.nice, "cannot set the agent's niceness");
-    }
+    let niced = rustix::process::setpriority_process(None, config.agent.nice);
     bolt_agent::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -147,13 +147,22 @@ fn run(config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let result = App::new(config).run(shutdown_signal()).await;
+        // Inside the runtime: the OTLP exporters run on it.
+        let telemetry = bolt_agent::telemetry::init(&config)?;
+        if let Err(e) = niced {
+            tracing::warn!(error = %e, nice = config.agent.nice, "cannot set the agent's niceness");
+        }
+        let result = App::new(config)
+            .with_metrics_registry(telemetry.registry.clone())
+            .reload_on_sighup(config_path, overrides)
+            .run(shutdown_signal())
+            .await;
         if let Err(e) = &result {
             tracing::error!(error = %e, "agent failed");
         }
-        result
-    })?;
-    Ok(())
+        telemetry.shutdown();
+        result.map_err(anyhow::Error::from)
+    })
 }
 
 async fn shutdown_signal() {

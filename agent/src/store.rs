@@ -210,6 +210,22 @@ impl Store {
         value.map(|v| decode(v.value())).transpose()
     }
 
+    /// The execution a caller's idempotency key already names, if any.
+    pub fn by_key(&self, caller: &str, key: &str) -> Result<Option<ExecRecord>, StoreError> {
+        self.healed(self.by_key_now(caller, key))
+    }
+
+    fn by_key_now(&self, caller: &str, key: &str) -> Result<Option<ExecRecord>, StoreError> {
+        let txn = self.db.get()?.begin_read().map_err(db_err)?;
+        let idem = txn.open_table(IDEMPOTENCY).map_err(db_err)?;
+        let Some(id) = idem.get(format!("{caller}\u{0}{key}").as_str()).map_err(db_err)? else {
+            return Ok(None);
+        };
+        let execs = txn.open_table(EXECUTIONS).map_err(db_err)?;
+        let value = execs.get(id.value()).map_err(db_err)?;
+        value.map(|v| decode(v.value())).transpose()
+    }
+
     /// Executions the history still shows PENDING or RUNNING.
     fn active_now(&self) -> Result<Vec<ExecRecord>, StoreError> {
         let txn = self.db.get()?.begin_read().map_err(db_err)?;

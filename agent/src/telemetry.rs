@@ -1,19 +1,127 @@
-//! Structured logs: JSON lines (or text) on stderr, filtered by `RUST_LOG`
-//! or the config's `log.level`.
+//! Logs, metrics and traces.
+//!
+//! - logs: JSON lines (or text) on stderr, filtered by `RUST_LOG` or
+//!   `log.level`;
+//! - metrics: OpenTelemetry instruments ([`metrics`]), always readable as
+//!   Prometheus text on their own listener ([`prometheus`]) and pushed over
+//!   OTLP when `telemetry.otlp_endpoint` is set;
+//! - traces: `tracing` spans, exported over OTLP with tracing-opentelemetry
+//!   when an endpoint is set; an incoming W3C `traceparent` is continued
+//!   (`api::rpc_layer`).
 
-use tracing_subscriber::{fmt, EnvFilter};
+pub mod metrics;
+pub mod prometheus;
 
-use crate::config::{LogConfig, LogFormat};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::{
+    metrics::{periodic_reader_with_async_runtime::PeriodicReader, SdkMeterProvider},
+    propagation::TraceContextPropagator,
+    runtime::Tokio,
+    trace::{span_processor_with_async_runtime::BatchSpanProcessor, SdkTracerProvider},
+    Resource,
+};
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
-pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Json => {
-            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+use crate::config::{Config, LogFormat};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("OTLP exporter for {endpoint}: {message}")]
+    Otlp { endpoint: String, message: String },
+    #[error("Prometheus exporter: {0}")]
+    Prometheus(String),
+}
+
+type FilterHandle = tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+static LOG_FILTER: std::sync::OnceLock<FilterHandle> = std::sync::OnceLock::new();
+
+/// Changes the log filter (`log.level`) of the running agent; `RUST_LOG`,
+/// when set, keeps winning.
+pub fn set_log_level(level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Ok(());
+    }
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level = {level:?}: {e}"))?;
+    LOG_FILTER.get().ok_or("logging is not set up")?.reload(filter).map_err(|e| e.to_string())
+}
+
+/// Keeps the providers alive; [`Telemetry::shutdown`] flushes what is queued.
+pub struct Telemetry {
+    meters: SdkMeterProvider,
+    tracer: Option<SdkTracerProvider>,
+    pub registry: ::prometheus::Registry,
+}
+
+impl Telemetry {
+    pub fn shutdown(&self) {
+        if let Some(t) = &self.tracer {
+            let _ = t.shutdown();
         }
-        LogFormat::Text => builder.try_init(),
+        let _ = self.meters.shutdown();
+    }
+}
+
+/// Sets up logs, metrics and traces. Called inside the tokio runtime: the
+/// OTLP exporters run on it.
+pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
+    let t = &config.telemetry;
+    let resource = Resource::builder()
+        .with_service_name(t.service_name.clone())
+        .with_attribute(opentelemetry::KeyValue::new("service.instance.id", config.instance.id.clone()))
+        .with_attribute(opentelemetry::KeyValue::new("service.version", crate::VERSION))
+        .build();
+    let otlp_err = |e: &dyn std::fmt::Display| TelemetryError::Otlp {
+        endpoint: t.otlp_endpoint.clone(),
+        message: e.to_string(),
     };
+
+    let registry = ::prometheus::Registry::new();
+    let prom = opentelemetry_prometheus::exporter()
+        .with_registry(registry.clone())
+        .without_target_info()
+        .build()
+        .map_err(|e| TelemetryError::Prometheus(e.to_string()))?;
+    let mut meters = SdkMeterProvider::builder().with_resource(resource.clone()).with_reader(prom);
+    let mut tracer = None;
+    if !t.otlp_endpoint.is_empty() {
+        use opentelemetry_otlp::WithExportConfig;
+        let exporter = opentelemetry_otlp::MetricExporter::builder()
+            .with_tonic()
+            .with_endpoint(t.otlp_endpoint.clone())
+            .build()
+            .map_err(|e| otlp_err(&e))?;
+        meters = meters
+            .with_reader(PeriodicReader::builder(exporter, Tokio).with_interval(t.otlp_interval).build());
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(t.otlp_endpoint.clone())
+            .build()
+            .map_err(|e| otlp_err(&e))?;
+        tracer = Some(
+            SdkTracerProvider::builder()
+                .with_resource(resource)
+                .with_span_processor(BatchSpanProcessor::builder(spans, Tokio).build())
+                .build(),
+        );
+    }
+    let meters = meters.build();
+    opentelemetry::global::set_meter_provider(meters.clone());
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match config.log.format {
+        LogFormat::Json => {
+            fmt.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
+        }
+        LogFormat::Text => fmt.boxed(),
+    };
+    let otel = tracer.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("bolt-agent")));
+    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    Ok(Telemetry { meters, tracer, registry })
 }

@@ -4,6 +4,7 @@
 
 mod identity;
 pub mod incoming;
+pub mod revoked;
 
 use std::{
     fs,
@@ -46,11 +47,18 @@ pub enum TlsError {
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
     pub dir: PathBuf,
+    /// Client certificate serials refused at the handshake (`tls.revoked_serials`).
+    pub revoked_serials: Vec<String>,
 }
 
 impl TlsFiles {
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self { dir: dir.to_owned(), revoked_serials: Vec::new() }
+    }
+
+    pub fn with_revoked_serials(mut self, serials: &[String]) -> Self {
+        self.revoked_serials = serials.to_vec();
+        self
     }
 
     /// Latest modification time among the files (to notice rotation).
@@ -86,6 +94,7 @@ impl TlsFiles {
         }
         let verifier =
             verifier.allow_unauthenticated().build().map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let verifier = revoked::RevokedSerials::wrap(verifier, &self.revoked_serials);
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)

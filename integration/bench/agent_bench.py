@@ -155,11 +155,44 @@ async def compression(stub: bolt_pb2_grpc.BoltStub, a: Agent) -> tuple[int, int]
     return plain, (folder / "output.log.zst").stat().st_size
 
 
+async def telemetry_cost(rounds: int = 5, n: int = 100) -> tuple[float, float, int]:
+    """Execute p50 with metrics (Prometheus endpoint) and OTLP export (to a
+    local receiver) on versus both off, measured in alternating rounds on two
+    agents so that drift hits both alike; and the idle RSS with them on."""
+    from bolt_testing.otlp import OtlpReceiver
+
+    base = '[exec]\nkill_grace = "1s"\n[log]\nlevel = "warn"\n'
+    with OtlpReceiver() as receiver:
+        on_cfg = base + f'[telemetry]\notlp_endpoint = "{receiver.endpoint}"\notlp_interval = "5s"\n'
+        off = Agent(Path(tempfile.mkdtemp(prefix="bolt-bench-off-")), config=base, env={"BOLT_METRICS_LISTEN": ""}).start()
+        on = Agent(Path(tempfile.mkdtemp(prefix="bolt-bench-on-")), config=on_cfg).start()
+        try:
+            chs = [channel(off), channel(on)]
+            stubs = [bolt_pb2_grpc.BoltStub(c) for c in chs]
+            for st in stubs:
+                await st.Health(pb.HealthRequest())
+            await asyncio.sleep(1.0)
+            idle_on = rss(on.proc.pid)
+            samples: list[list[float]] = [[], []]
+            for _ in range(rounds):
+                for i, st in enumerate(stubs):
+                    samples[i] += await latency(st, n)
+            with receiver.lock:
+                assert receiver.spans, "the agent exported spans during the benchmark"
+            for c in chs:
+                await c.close()
+        finally:
+            off.stop()
+            on.stop()
+    return statistics.median(samples[0]), statistics.median(samples[1]), idle_on
+
+
 async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bolt-bench-"))
     config = '[exec]\noutput_max = "2GiB"\nkill_grace = "1s"\n[log]\nlevel = "warn"\n'
     config += '[history]\ncompress_after = "2s"\nsweep_interval = "1s"\n'
-    a = Agent(root, config=config).start()
+    # Telemetry off here; its cost is measured on its own below.
+    a = Agent(root, config=config, env={"BOLT_METRICS_LISTEN": ""}).start()
     try:
         ch = channel(a)
         stub = bolt_pb2_grpc.BoltStub(ch)
@@ -177,6 +210,8 @@ async def main() -> None:
         await ch.close()
     finally:
         a.stop()
+    t_off, t_on, idle_telemetry = await telemetry_cost()
+    apart = (t_on - t_off) / t_off * 100
     lat.sort()
     p50 = statistics.median(lat)
     p99 = lat[int(len(lat) * 0.99) - 1]
@@ -193,6 +228,10 @@ async def main() -> None:
         (f"soak: RSS before {n_soak} execs", f"{soak_before / MiB:.1f} MiB", "", True),
         (f"soak: RSS after (+{n_soak // 10} streams)", f"{soak_after / MiB:.1f} MiB", "", True),
         ("soak: RSS growth", f"{(soak_after - soak_before) / MiB:+.2f} MiB", "<= 2 MiB", soak_after - soak_before <= 2 * MiB),
+        ("Execute p50, metrics+OTLP off", f"{t_off:.2f} ms", "", True),
+        ("Execute p50, metrics+OTLP on", f"{t_on:.2f} ms", "", True),
+        ("  telemetry cost", f"{apart:+.1f} %", "<= 5 %", apart <= 5),
+        ("agent RSS idle, metrics+OTLP on", f"{idle_telemetry / MiB:.1f} MiB", "", True),
         ("zstd ratio, typical service log", f"{plain / packed:.1f}x", "", True),
         ("  (plain -> compressed)", f"{plain / MiB:.1f}->{packed / MiB:.2f} MiB", "", True),
     ]

@@ -60,6 +60,7 @@ class Agent:
         config: str = "",
         certs: Path | None = None,
         env: dict[str, str] | None = None,
+        binary: Path | None = None,
     ) -> None:
         self.root = Path(root or tempfile.mkdtemp(prefix="bolt-agent-"))
         self.certs = certs or make_certs(self.root / "certs")
@@ -73,6 +74,9 @@ class Agent:
         self.config_path.write_text(config)
         # Extra environment variables of the agent process (e.g. AWS credentials).
         self.env = dict(env or {})
+        # The bolt-agent binary this agent runs (default: agent_bin()); may be
+        # changed between stop() and start(), e.g. to upgrade to another build.
+        self.binary = Path(binary) if binary else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = ""
         self.port = 0
@@ -86,7 +90,7 @@ class Agent:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
-                str(agent_bin()),
+                str(self.binary or agent_bin()),
                 "run",
                 "--config", str(self.config_path),
                 "--listen", listen,
@@ -97,7 +101,8 @@ class Agent:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env} if self.env else None,
+            # Each agent's metrics on a port of its own unless told otherwise.
+            env={"BOLT_METRICS_LISTEN": "127.0.0.1:0", **os.environ, **(self.env or {})},
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -127,6 +132,11 @@ class Agent:
         code = self.proc.returncode
         self.proc = None
         return code
+
+    @property
+    def metrics_url(self) -> str:
+        """URL of the agent's Prometheus endpoint (from data/metrics.addr)."""
+        return f"http://{(self.data_dir / 'metrics.addr').read_text().strip()}/metrics"
 
     def kill9(self) -> None:
         self.stop(signal.SIGKILL)

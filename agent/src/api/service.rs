@@ -1,6 +1,7 @@
 //! The Bolt service: each method checks the call, asks authz, and hands the
 //! work to the executor, the registry or the store.
 
+use arc_swap::ArcSwap;
 use std::{
     pin::Pin,
     sync::Arc,
@@ -37,12 +38,14 @@ pub struct AgentState {
     pub max_idempotency_key_bytes: usize,
     /// Becomes true when shutdown starts.
     pub shutdown: watch::Receiver<bool>,
+    /// Problems found at start that last (a metrics port taken, ...).
+    pub startup_problems: Vec<String>,
 }
 
 impl AgentState {
     pub fn new(config: &Config, shutdown: watch::Receiver<bool>) -> Self {
         Self {
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::VERSION,
             started_at: SystemTime::now(),
             instance: config.instance.clone(),
             hostname: crate::hostname(),
@@ -51,6 +54,7 @@ impl AgentState {
             default_timeout: config.exec.default_timeout,
             max_idempotency_key_bytes: config.limits.max_idempotency_key_bytes,
             shutdown,
+            startup_problems: Vec::new(),
         }
     }
 }
@@ -64,7 +68,7 @@ const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
 pub struct BoltService {
     executor: Executor,
     registry: Arc<Registry>,
-    authz: Arc<Authorizer>,
+    authz: Arc<ArcSwap<Authorizer>>,
     state: Arc<AgentState>,
     dist: Arc<Distribution>,
     admission: Arc<Admission>,
@@ -74,7 +78,7 @@ impl BoltService {
     pub fn new(
         executor: Executor,
         registry: Arc<Registry>,
-        authz: Arc<Authorizer>,
+        authz: Arc<ArcSwap<Authorizer>>,
         state: Arc<AgentState>,
         dist: Arc<Distribution>,
         admission: Arc<Admission>,
@@ -96,7 +100,7 @@ impl BoltService {
         if !crate::packs::manifest::valid_name(&r.action) {
             return Err(crate::packs::ResolveError::BadActionName(r.action.chars().take(80).collect()).into());
         }
-        self.authz.check(who, Permission::Dev, Some(&r.pack))?;
+        self.authz.load().check(who, Permission::Dev, Some(&r.pack))?;
         let pack = dev_build::fetch(&self.dist, &r.pack, &dev.version, &dev.sha256).await?;
         tracing::info!(target: "audit", pack = %r.pack, version = %pack.version, sha256 = pack.sha256.as_deref(), "dev build fetched");
         let dir = pack.dir.clone();
@@ -138,6 +142,7 @@ impl BoltService {
                 ));
             }
         }
+        problems.extend(self.state.startup_problems.iter().cloned());
         let sync = self.dist.status();
         if !sync.last_error.is_empty() {
             problems.push(format!("pack sync: {}", sync.last_error));
@@ -230,13 +235,13 @@ impl Bolt for BoltService {
         let timeout = r.timeout.as_ref().map(|d| convert::from_duration("timeout", d)).transpose()?;
         let (action, dev_dir) = match &r.dev_build {
             Some(dev) => {
-                self.authz.check(&who.name, Permission::Execute, Some(&r.pack))?;
+                self.authz.load().check(&who.name, Permission::Execute, Some(&r.pack))?;
                 let (a, dir) = self.dev_action(&who.name, &r, dev).await?;
                 (a, Some(dir))
             }
             None => {
                 let action = self.registry.resolve(&r.pack, &r.action)?;
-                self.authz.check(&who.name, Permission::Execute, Some(&r.pack))?;
+                self.authz.load().check(&who.name, Permission::Execute, Some(&r.pack))?;
                 (action, None)
             }
         };
@@ -264,7 +269,7 @@ impl Bolt for BoltService {
         req: Request<pb::GetExecutionRequest>,
     ) -> Result<Response<pb::Execution>, Status> {
         let who = identity(&req)?;
-        self.authz.check(&who.name, Permission::Read, None)?;
+        self.authz.load().check(&who.name, Permission::Read, None)?;
         let id = convert::execution_id(&req.get_ref().execution_id)?;
         let rec = self.executor.get(&id)?.ok_or_else(|| Status::not_found(format!("no execution {id}")))?;
         Ok(Response::new(convert::execution(&rec)))
@@ -276,7 +281,7 @@ impl Bolt for BoltService {
         req: Request<pb::ListExecutionsRequest>,
     ) -> Result<Response<pb::ListExecutionsResponse>, Status> {
         let who = identity(&req)?;
-        self.authz.check(&who.name, Permission::Read, None)?;
+        self.authz.load().check(&who.name, Permission::Read, None)?;
         let r = req.into_inner();
         convert::name_filter("pack", &r.pack)?;
         convert::name_filter("action", &r.action)?;
@@ -322,7 +327,7 @@ impl Bolt for BoltService {
         req: Request<pb::StreamOutputRequest>,
     ) -> Result<Response<OutputStream>, Status> {
         let who = identity(&req)?;
-        self.authz.check(&who.name, Permission::Read, None)?;
+        self.authz.load().check(&who.name, Permission::Read, None)?;
         let r = req.into_inner();
         let id = convert::execution_id(&r.execution_id)?;
         let permit =
@@ -349,9 +354,9 @@ impl Bolt for BoltService {
         let id = convert::execution_id(&r.execution_id)?;
         let rec = self.executor.get(&id)?.ok_or_else(|| Status::not_found(format!("no execution {id}")))?;
         // Anyone with kill on the pack, or the caller who started it.
-        if let Err(denied) = self.authz.check(&who.name, Permission::Kill, Some(&rec.pack)) {
+        if let Err(denied) = self.authz.load().check(&who.name, Permission::Kill, Some(&rec.pack)) {
             let own = rec.caller == who.name
-                && self.authz.check(&who.name, Permission::Execute, Some(&rec.pack)).is_ok();
+                && self.authz.load().check(&who.name, Permission::Execute, Some(&rec.pack)).is_ok();
             if !own {
                 return Err(denied.into());
             }

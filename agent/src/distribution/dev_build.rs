@@ -67,7 +67,7 @@ pub async fn fetch(
     let dir: PathBuf = dist
         .unpack(remote, pack, &release.version, &release.sha256, &dist.dev_root())
         .await
-        .map_err(refused)?;
+        .map_err(|f| refused(f.message))?;
     load_dev_build(&dir, pack, &release.version, &release.sha256, &dist.venvs).map_err(|e| {
         let _ = std::fs::remove_dir_all(&dir);
         refused(e)

@@ -49,6 +49,25 @@ pub struct SyncStatus {
     pub generation: u64,
 }
 
+/// One failed step of a sync, with a bounded reason for the metrics.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        Self { reason, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Shared between the sync loop, dev builds and the API.
 pub struct Distribution {
     pub cfg: SyncConfig,
@@ -182,44 +201,53 @@ impl Distribution {
         version: &str,
         sha256: &str,
         parent: &Path,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, Failure> {
         if !crate::packs::manifest::valid_name(name) || !valid_version(version) || !valid_sha256(sha256) {
-            return Err(format!("invalid entry {name:?} {version:?} {sha256:?}"));
+            return Err(Failure::new("index", format!("invalid entry {name:?} {version:?} {sha256:?}")));
         }
         let key = remote.layout.archive(name, sha256);
-        let bytes = match remote
+        let fetched = remote
             .get(&key, None, self.cfg.max_archive_size.as_u64())
             .await
-            .map_err(|e| e.to_string())?
-        {
+            .map_err(|e| Failure::new("unreachable", e.to_string()))?;
+        let bytes = match fetched {
             Fetched::Found { bytes, .. } => bytes,
-            _ => return Err(format!("{name} {version}: archive {key} is missing")),
+            _ => {
+                return Err(Failure::new(
+                    "archive_missing",
+                    format!("{name} {version}: archive {key} is missing"),
+                ))
+            }
         };
         let actual = sha256_hex(&bytes);
         if actual != sha256 {
-            return Err(format!(
-                "{name} {version}: the archive's sha256 is {actual}, the signed index says {sha256}"
+            return Err(Failure::new(
+                "sha256",
+                format!("{name} {version}: the archive's sha256 is {actual}, the signed index says {sha256}"),
             ));
         }
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let io = |e: std::io::Error, p: &Path| Failure::new("io", format!("{}: {e}", p.display()));
+        std::fs::create_dir_all(parent).map_err(|e| io(e, parent))?;
         let dir = parent.join(uuid::Uuid::now_v7().simple().to_string());
-        std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir(&dir).map_err(|e| io(e, &dir))?;
         let limits = self.cfg.archive_limits();
         let target = dir.clone();
         let extracted = tokio::task::spawn_blocking(move || archive::extract(&bytes, &target, &limits))
             .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            .map_err(|e| Failure::new("archive", e.to_string()))
+            .and_then(|r| r.map_err(|e| Failure::new("archive", e.to_string())));
         let checked = match extracted {
             Ok(()) => match self.venvs.ensure(&dir).await {
-                Ok(_) => check_unpacked(&dir, name, version, &self.venvs).map(|_| ()),
-                Err(e) => Err(format!("virtualenv: {e}")),
+                Ok(_) => check_unpacked(&dir, name, version, &self.venvs)
+                    .map(|_| ())
+                    .map_err(|e| Failure::new("manifest", e)),
+                Err(e) => Err(Failure::new("venv", format!("virtualenv: {e}"))),
             },
             Err(e) => Err(e),
         };
         if let Err(e) = checked {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!("{name} {version}: {e}"));
+            return Err(Failure::new(e.reason, format!("{name} {version}: {}", e.message)));
         }
         let _ = std::fs::write(dir.join(ARCHIVE_MARKER), sha256);
         Ok(dir)
@@ -264,6 +292,8 @@ async fn sync_once(
     drop(_enter);
     let result = round(dist, remote, registry, state).await;
     let _enter = span.enter();
+    let metrics = crate::telemetry::metrics::get();
+    metrics.sync_attempts.add(1, &[]);
     {
         let mut s = dist.lock();
         s.generation = state.generation;
@@ -272,14 +302,17 @@ async fn sync_once(
                 s.last_success = Some(started);
                 s.last_error.clear();
             }
-            Err(e) => {
+            Err(failures) => {
                 s.failures += 1;
-                s.last_error = e.clone();
+                s.last_error = failures.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ");
             }
         }
     }
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "pack sync failed; the last good versions stay");
+    if let Err(failures) = &result {
+        for f in failures {
+            metrics.sync_failures.add(1, &[opentelemetry::KeyValue::new("reason", f.reason)]);
+            tracing::error!(reason = f.reason, error = %f.message, "pack sync failed; the last good versions stay");
+        }
     }
     drop(_enter);
     collect_garbage(dist, registry, executor, state).await;
@@ -291,27 +324,40 @@ async fn round(
     remote: &Remote,
     registry: &Arc<Registry>,
     state: &mut State,
-) -> Result<(), String> {
+) -> Result<(), Vec<Failure>> {
     let key = remote.layout.stage(dist.stage);
-    let fetched =
-        remote.get(&key, state.etag.as_deref(), MAX_INDEX_BYTES).await.map_err(|e| e.to_string())?;
+    let one = |reason, message: String| vec![Failure::new(reason, message)];
+    let fetched = remote
+        .get(&key, state.etag.as_deref(), MAX_INDEX_BYTES)
+        .await
+        .map_err(|e| one("unreachable", e.to_string()))?;
     let (bytes, etag) = match fetched {
         Fetched::NotModified => return Ok(()),
         Fetched::NotFound if state.generation == 0 => return Ok(()),
         Fetched::NotFound => {
-            return Err(format!("{key} is missing; keeping generation {}", state.generation))
+            return Err(one(
+                "index_missing",
+                format!("{key} is missing; keeping generation {}", state.generation),
+            ))
         }
         Fetched::Found { bytes, etag } => (bytes, etag),
     };
-    let envelope = Envelope::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))?;
-    let index: StageIndex = dist.trusted.open(&envelope).map_err(|e| format!("{key}: {e}"))?;
+    let envelope = Envelope::from_slice(&bytes).map_err(|e| one("index", format!("{key}: {e}")))?;
+    let index: StageIndex =
+        dist.trusted.open(&envelope).map_err(|e| one("signature", format!("{key}: {e}")))?;
     if index.kind != KIND_STAGE || index.stage != dist.stage {
-        return Err(format!("{key}: is an index of {} ({}), not of {}", index.stage, index.kind, dist.stage));
+        return Err(one(
+            "index",
+            format!("{key}: is an index of {} ({}), not of {}", index.stage, index.kind, dist.stage),
+        ));
     }
     if index.generation < state.generation {
-        return Err(format!(
-            "{key}: generation {} is older than {} in use; refusing to roll back",
-            index.generation, state.generation
+        return Err(one(
+            "rollback",
+            format!(
+                "{key}: generation {} is older than {} in use; refusing to roll back",
+                index.generation, state.generation
+            ),
         ));
     }
     let wanted: Vec<(&String, &StageEntry)> =
@@ -346,7 +392,10 @@ async fn round(
     state.generation = index.generation;
     state.etag = if errors.is_empty() { etag } else { None };
     if let Err(e) = dist.write_state(state) {
-        errors.push(format!("cannot write {}: {e}", dist.cfg.dir.join(STATE_FILE).display()));
+        errors.push(Failure::new(
+            "io",
+            format!("cannot write {}: {e}", dist.cfg.dir.join(STATE_FILE).display()),
+        ));
     }
     if changed {
         registry.set_installed(state.packs.clone());
@@ -356,7 +405,7 @@ async fn round(
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("; "))
+        Err(errors)
     }
 }
 
@@ -365,7 +414,7 @@ async fn install(
     remote: &Remote,
     name: &str,
     entry: &StageEntry,
-) -> Result<Installed, String> {
+) -> Result<Installed, Failure> {
     let tmp = dist.unpack(remote, name, &entry.version, &entry.sha256, &dist.tmp_root()).await?;
     let fin = dist.packs_root().join(name).join(&entry.version);
     let same = std::fs::read_to_string(fin.join(ARCHIVE_MARKER)).is_ok_and(|s| s == entry.sha256);
@@ -373,7 +422,10 @@ async fn install(
         let _ = std::fs::remove_dir_all(&tmp);
     } else {
         let io = |e: std::io::Error| {
-            format!("{name} {}: cannot install into {}: {e}", entry.version, fin.display())
+            Failure::new(
+                "io",
+                format!("{name} {}: cannot install into {}: {e}", entry.version, fin.display()),
+            )
         };
         if fin.exists() {
             // A leftover that is not this archive (an interrupted install).

@@ -126,7 +126,8 @@ impl Executor {
     /// Validates, records (PENDING) and launches; returns without waiting
     /// for the action.
     pub async fn start(&self, req: StartRequest) -> Result<Started, ExecError> {
-        let bound = req.action.bind(&req.args, self.inner.cfg.arg_limits)?;
+        let bound = tracing::info_span!("validate")
+            .in_scope(|| req.action.bind(&req.args, self.inner.cfg.arg_limits))?;
         let run_as =
             crate::runas::resolve(req.action.spec.user.as_deref(), req.action.spec.group.as_deref())?;
         if crate::runas::is_root(run_as.as_ref())
@@ -150,7 +151,20 @@ impl Executor {
                 });
             }
         }
-        self.admit(&req.action.pack)?;
+        // A retry of an accepted key starts nothing: it is answered before
+        // the caps, which only bound new executions.
+        if !req.idempotency_key.is_empty() {
+            if let Some(existing) = self.inner.store.by_key(&req.caller, &req.idempotency_key)? {
+                if let Some(dir) = &req.dev_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                if existing.request_hash != request_hash {
+                    return Err(ExecError::KeyReused(req.idempotency_key.clone()));
+                }
+                let current = self.get(&existing.id)?.unwrap_or(existing);
+                return Ok(Started { record: current, deduplicated: true });
+            }
+        }
         let record = ExecRecord {
             id: uuid::Uuid::now_v7().to_string(),
             pack: req.action.pack.clone(),
@@ -167,9 +181,20 @@ impl Executor {
             ..Default::default()
         };
         // Registered before the record is written so that a concurrent retry
-        // that finds the record also finds it live.
+        // that finds the record also finds it live; checked against the caps
+        // under the same lock, so concurrent calls cannot overshoot them.
         let (tx, _) = watch::channel(record.clone());
-        self.live().insert(record.id.clone(), tx);
+        {
+            let mut live = self.live();
+            if let Err(e) = admit(&self.inner.cfg, &live, &record.pack) {
+                drop(live);
+                if let Some(dir) = &req.dev_dir {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                return Err(e);
+            }
+            live.insert(record.id.clone(), tx);
+        }
         match self.inner.store.create(record.clone()).await {
             Ok(Created::New) => {}
             Ok(Created::Existing(existing)) => {
@@ -229,48 +254,13 @@ impl Executor {
             caps: self.caps_for(&req.action, &record.id),
             run_as,
         };
+        crate::telemetry::metrics::execution_started(&record.pack, &record.action);
         let span = tracing::info_span!("execution", id = %record.id, caller = %record.caller, pack = %record.pack, action = %record.action);
         tracing::info!(target: "audit", parent: &span, args = ?record.args, timeout_ms = record.timeout_ms, "execute");
         let this = self.clone();
         let id = record.id.clone();
         tokio::spawn(async move { this.launch(id, spec).await }.instrument(span));
         Ok(Started { record, deduplicated: false })
-    }
-
-    /// The admission caps: executions at once, of one pack, and pending.
-    fn admit(&self, pack: &str) -> Result<(), ExecError> {
-        let cfg = &self.inner.cfg;
-        let live = self.live();
-        let (mut of_pack, mut pending) = (0, 0);
-        for tx in live.values() {
-            let r = tx.borrow();
-            of_pack += usize::from(r.pack == pack);
-            pending += usize::from(r.state == ExecState::Pending);
-        }
-        let exhausted =
-            |what: String, limit: usize, setting: &'static str| Err(ExecError::Busy { what, limit, setting });
-        if live.len() >= cfg.max_running {
-            return exhausted(
-                format!("{} executions are running", live.len()),
-                cfg.max_running,
-                "limits.max_running",
-            );
-        }
-        if of_pack >= cfg.max_running_per_pack {
-            return exhausted(
-                format!("{of_pack} executions of pack {pack:?} are running"),
-                cfg.max_running_per_pack,
-                "limits.max_running_per_pack",
-            );
-        }
-        if pending >= cfg.max_pending {
-            return exhausted(
-                format!("{pending} executions are waiting to start"),
-                cfg.max_pending,
-                "limits.max_pending",
-            );
-        }
-        Ok(())
     }
 
     fn caps_for(&self, action: &LoadedAction, id: &str) -> CapsSpec {
@@ -293,13 +283,16 @@ impl Executor {
     }
 
     async fn launch(&self, id: String, spec: Spec) {
-        let dir = match self.prepare(&id, &spec) {
-            Ok(d) => d,
-            Err(e) => return self.fail(&id, format!("cannot prepare the execution folder: {e}")).await,
-        };
-        let (pid, mut child) = match spawn::spawn_supervisor(&self.inner.cfg.self_exe, &dir) {
-            Ok(p) => p,
-            Err(e) => return self.fail(&id, e.to_string()).await,
+        let started = tracing::info_span!("start").in_scope(|| {
+            let dir =
+                self.prepare(&id, &spec).map_err(|e| format!("cannot prepare the execution folder: {e}"))?;
+            let (pid, child) =
+                spawn::spawn_supervisor(&self.inner.cfg.self_exe, &dir).map_err(|e| e.to_string())?;
+            Ok::<_, String>((dir, pid, child))
+        });
+        let (dir, pid, mut child) = match started {
+            Ok(x) => x,
+            Err(e) => return self.fail(&id, e).await,
         };
         let Some(mut rec) = self.current(&id) else { return };
         rec.state = ExecState::Running;
@@ -310,8 +303,8 @@ impl Executor {
             tracing::error!(error = %e, "cannot record RUNNING");
         }
         tracing::debug!(supervisor = pid.pid, "running");
-        let _ = child.wait().await;
-        self.finalize(&id, &dir).await;
+        let _ = child.wait().instrument(tracing::info_span!("run", supervisor = pid.pid)).await;
+        self.finalize(&id, &dir).instrument(tracing::info_span!("end")).await;
     }
 
     fn prepare(&self, id: &str, spec: &Spec) -> std::io::Result<ExecDir> {
@@ -357,6 +350,13 @@ impl Executor {
         // also read it from the history.
         self.publish(&rec);
         self.live().remove(&id);
+        crate::telemetry::metrics::execution_ended(
+            &rec.pack,
+            &rec.action,
+            rec.state.as_str(),
+            rec.cpu_time_us,
+            rec.peak_rss_bytes,
+        );
         if !rec.dev_dir.is_empty() {
             let dir = std::path::Path::new(&rec.dev_dir);
             match std::fs::remove_dir_all(dir) {
@@ -560,6 +560,44 @@ fn apply_exit(rec: &mut ExecRecord, exit: Option<ExitRecord>) {
 }
 
 /// What the caller asked for: pack, action, arguments as given, timeout.
+/// The admission caps: executions at once, of one pack, and pending.
+fn admit(
+    cfg: &ExecutorConfig,
+    live: &HashMap<String, watch::Sender<ExecRecord>>,
+    pack: &str,
+) -> Result<(), ExecError> {
+    let (mut of_pack, mut pending) = (0, 0);
+    for tx in live.values() {
+        let r = tx.borrow();
+        of_pack += usize::from(r.pack == pack);
+        pending += usize::from(r.state == ExecState::Pending);
+    }
+    let exhausted =
+        |what: String, limit: usize, setting: &'static str| Err(ExecError::Busy { what, limit, setting });
+    if live.len() >= cfg.max_running {
+        return exhausted(
+            format!("{} executions are running", live.len()),
+            cfg.max_running,
+            "limits.max_running",
+        );
+    }
+    if of_pack >= cfg.max_running_per_pack {
+        return exhausted(
+            format!("{of_pack} executions of pack {pack:?} are running"),
+            cfg.max_running_per_pack,
+            "limits.max_running_per_pack",
+        );
+    }
+    if pending >= cfg.max_pending {
+        return exhausted(
+            format!("{pending} executions are waiting to start"),
+            cfg.max_pending,
+            "limits.max_pending",
+        );
+    }
+    Ok(())
+}
+
 fn request_hash(req: &StartRequest, timeout: Duration) -> String {
     let mut args: Vec<_> = req.args.iter().collect();
     args.sort();

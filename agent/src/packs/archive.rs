@@ -436,6 +436,15 @@ mod tests {
             ("deep traversal", raw_tar(&[(b"a/../../evil", Regular, b"x", None)])),
             ("escaping symlink", raw_tar(&[(b"l", Symlink, b"", Some("../../etc"))])),
             ("absolute symlink", raw_tar(&[(b"l", Symlink, b"", Some("/etc/passwd"))])),
+            // Lexically inside, but `l/..` is the folder above the pack.
+            (
+                "symlink up through a symlink",
+                raw_tar(&[(b"l", Symlink, b"", Some(".")), (b"m", Symlink, b"", Some("l/.."))]),
+            ),
+            (
+                "symlink under a symlink",
+                raw_tar(&[(b"l", Symlink, b"", Some(".")), (b"l/x", Symlink, b"", Some(".."))]),
+            ),
             ("hard link", raw_tar(&[(b"h", Link, b"", Some("x"))])),
             ("device", raw_tar(&[(b"dev", Char, b"", None)])),
             ("fifo", raw_tar(&[(b"fifo", Fifo, b"", None)])),

@@ -157,3 +157,18 @@ def test_instance_from_dict_and_round_trip() -> None:
     i = Instance.from_dict({"id": "i-1", "address": "10.0.0.1:7443", "az": "eu-west-1b", "app": "kafka"})
     assert i.region == "eu-west-1" and i.availability_zone == "eu-west-1b"
     assert Instance.from_dict(json.loads(json.dumps(i.to_dict()))) == i
+
+
+def test_trace_metadata_carries_the_current_span_only() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from bolt_client._tracing import trace_metadata
+
+    assert trace_metadata() is None, "no span, no traceparent"
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("outer") as span:
+        md = dict(trace_metadata() or [])
+        ctx = span.get_span_context()
+    version, trace_id, span_id, flags = md["traceparent"].split("-")
+    assert version == "00" and int(flags, 16) & 1, "sampled"
+    assert trace_id == format(ctx.trace_id, "032x") and span_id == format(ctx.span_id, "016x")

@@ -39,6 +39,7 @@ from ._models import (
     State,
 )
 from ._proto import bolt_pb2 as pb
+from ._tracing import trace_metadata
 from ._proto import bolt_pb2_grpc as pb_grpc
 
 __all__ = ["AsyncBoltClient", "BoltClient", "DevBuild", "new_idempotency_key", "parse_action_ref"]
@@ -226,7 +227,7 @@ class BoltClient(_BaseClient):
         while True:
             attempt += 1
             try:
-                return fn(request, timeout=timeout if timeout is not None else self.timeout)
+                return fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
             except grpc.RpcError as exc:
                 err = self._err(exc, method)
                 if idempotent and _retryable(err) and attempt < self.retry.attempts:
@@ -296,6 +297,7 @@ class BoltClient(_BaseClient):
         call = self._stub.StreamOutput(
             pb.StreamOutputRequest(execution_id=execution_id, offset=offset, follow=follow),
             timeout=None if follow else self.timeout,
+            metadata=trace_metadata(),
         )
         try:
             for msg in call:
@@ -423,7 +425,7 @@ class AsyncBoltClient(_BaseClient):
         while True:
             attempt += 1
             try:
-                return await fn(request, timeout=timeout if timeout is not None else self.timeout)
+                return await fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
             except grpc.RpcError as exc:
                 err = self._err(exc, method)
                 if idempotent and _retryable(err) and attempt < self.retry.attempts:
@@ -487,6 +489,7 @@ class AsyncBoltClient(_BaseClient):
         call = self._stub().StreamOutput(
             pb.StreamOutputRequest(execution_id=execution_id, offset=offset, follow=follow),
             timeout=None if follow else self.timeout,
+            metadata=trace_metadata(),
         )
         try:
             async for msg in call:
