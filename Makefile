@@ -91,7 +91,7 @@ $(AGENT_NEXT): $(AGENT_NEXT_SRCS)
 
 # --- tests ------------------------------------------------------------------
 
-test: build venv tools test-rust test-integration test-python test-java
+test: build venv tools test-rust test-integration test-python test-java test-fuzz
 
 test-rust:
 	$(CARGO) test --workspace --locked
@@ -138,3 +138,29 @@ $(CARGO_DEB):
 # /etc/bolt/agent.toml as a conffile, example packs; see packaging/).
 deb: $(CARGO_DEB)
 	$(CARGO_DEB) -p bolt-agent --locked --output $(ROOT)/target/debian/
+
+# --- fuzzing ----------------------------------------------------------------
+
+# cargo-fuzz from crates.io into .tools/; the targets (fuzz/README.md) need the
+# nightly toolchain, and without it the fuzz tests are skipped with a notice.
+CARGO_FUZZ_ROOT := $(ROOT)/.tools/cargo-fuzz
+CARGO_FUZZ := $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
+FUZZ_SECONDS ?= 300
+
+.PHONY: fuzz test-fuzz cargo-fuzz
+cargo-fuzz: $(CARGO_FUZZ)
+
+$(CARGO_FUZZ):
+	$(CARGO) install cargo-fuzz --locked --root $(CARGO_FUZZ_ROOT)
+
+# Every target for FUZZ_SECONDS each, one core.
+fuzz:
+	@if rustup run nightly rustc --version >/dev/null 2>&1; then \
+	    $(MAKE) -s --no-print-directory cargo-fuzz && CARGO_FUZZ=$(CARGO_FUZZ) bash fuzz/run.sh $(FUZZ_SECONDS); \
+	else echo "NOTICE: no nightly Rust toolchain (rustup toolchain install nightly): fuzzing skipped"; fi
+
+# Every target for 30 s with the saved regressions; fails on any crash.
+test-fuzz:
+	@if rustup run nightly rustc --version >/dev/null 2>&1; then \
+	    $(MAKE) -s --no-print-directory cargo-fuzz && CARGO_FUZZ=$(CARGO_FUZZ) bash fuzz/run.sh 30; \
+	else echo "NOTICE: no nightly Rust toolchain (rustup toolchain install nightly): fuzz tests skipped"; fi

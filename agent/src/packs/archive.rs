@@ -203,7 +203,12 @@ pub fn extract(bytes: &[u8], dest: &Path, limits: &Limits) -> Result<(), Archive
             limit: limits.max_archive_bytes,
         });
     }
-    let mut archive = tar::Archive::new(GzDecoder::new(bytes));
+    // Headers (long names, pax records) are read whole by the tar crate, so
+    // the decompressed stream as a whole is capped, not only file contents.
+    let cap = limits
+        .max_unpacked_bytes
+        .saturating_add((limits.max_files as u64).saturating_mul(8 << 10) + (1 << 20));
+    let mut archive = tar::Archive::new(Capped { inner: GzDecoder::new(bytes), left: cap, cap });
     let corrupt = |e: io::Error| ArchiveError::Corrupt(e.to_string());
     let mut total = 0u64;
     let mut count = 0usize;
@@ -341,6 +346,23 @@ fn safe_relative(raw: &[u8]) -> Result<Option<PathBuf>, &'static str> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
+/// A reader that fails once more than `cap` bytes have come through.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+    cap: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::other(format!("the archive decompresses to more than {} bytes", self.cap))
+        })?;
+        Ok(n)
+    }
+}
+
 /// Reads at most `limit` bytes, or fails.
 pub fn read_limited(mut r: impl Read, limit: u64) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
@@ -459,6 +481,26 @@ mod tests {
             assert!(r.is_err(), "{what} was accepted");
             assert!(!out.path().join("evil").exists(), "{what} wrote outside");
         }
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_cut_off() {
+        // A 64 MiB pax header of zeros compresses to a few KiB, and the tar
+        // crate would read it whole into memory.
+        let gz = GzBuilder::new().write(Vec::new(), Compression::best());
+        let mut b = tar::Builder::new(gz);
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(64 << 20);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "zeros", io::repeat(0).take(64 << 20)).expect("append");
+        let bytes = b.into_inner().expect("tar").finish().expect("gz");
+        assert!(bytes.len() < 1 << 20);
+        let out = tempfile::tempdir().expect("tempdir");
+        let small = Limits { max_unpacked_bytes: 1 << 20, max_files: 4, ..Limits::default() };
+        let err = extract(&bytes, out.path(), &small).expect_err("refused");
+        assert!(err.to_string().contains("decompresses to more than"), "{err}");
     }
 
     #[test]
