@@ -121,7 +121,13 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
         }
         LogFormat::Text => fmt.boxed(),
     };
-    let otel = tracer.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("bolt-agent")));
-    let _ = tracing_subscriber::registry().with(filter).with(fmt).with(otel).try_init();
+    // The log level filters the log lines only: spans are exported at info
+    // whatever the logs show.
+    let otel = tracer.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("bolt-agent"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
     Ok(Telemetry { meters, tracer, registry })
 }

@@ -177,8 +177,11 @@ async def telemetry_cost(rounds: int = 5, n: int = 100) -> tuple[float, float, i
             for _ in range(rounds):
                 for i, st in enumerate(stubs):
                     samples[i] += await latency(st, n)
-            with receiver.lock:
-                assert receiver.spans, "the agent exported spans during the benchmark"
+            # Spans leave in batches every few seconds: wait for one.
+            deadline = time.monotonic() + 15
+            while not receiver.spans and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert receiver.spans, "the agent exported spans during the benchmark"
             for c in chs:
                 await c.close()
         finally:
@@ -191,6 +194,8 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bolt-bench-"))
     config = '[exec]\noutput_max = "2GiB"\nkill_grace = "1s"\n[log]\nlevel = "warn"\n'
     config += '[history]\ncompress_after = "2s"\nsweep_interval = "1s"\n'
+    # 100 running actions of one pack is the point of one measure.
+    config += '[limits]\nmax_running_per_pack = 256\nmax_pending = 256\n'
     # Telemetry off here; its cost is measured on its own below.
     a = Agent(root, config=config, env={"BOLT_METRICS_LISTEN": ""}).start()
     try:

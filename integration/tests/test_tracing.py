@@ -28,6 +28,8 @@ def test_an_execute_with_a_traceparent_is_continued_by_the_agent(
     a = make_agent(
         config=f'[telemetry]\notlp_endpoint = "http://127.0.0.1:{port}"\notlp_interval = "500ms"\n'
         '[instance]\nid = "traced-agent"\n'
+        # Quiet logs must not silence the traces.
+        '[log]\nlevel = "warn"\n'
     )
     s = stub_for(a)
     trace_id = secrets.token_hex(16)
