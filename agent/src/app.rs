@@ -492,7 +492,10 @@ impl Reload {
         }
         if new.log.level != self.running.log.level {
             match crate::telemetry::set_log_level(&new.log.level) {
-                Ok(()) => applied.push("log.level"),
+                Ok(()) => {
+                    applied.push("log.level");
+                    self.running.log.level = new.log.level.clone();
+                }
                 Err(e) => tracing::error!(error = %e, "SIGHUP: log level not changed"),
             }
         }
@@ -518,25 +521,18 @@ impl Reload {
                 restart.push(*name);
             }
         }
+        if new.log.format != self.running.log.format {
+            restart.push("log.format");
+        }
         if restart.is_empty() {
             tracing::info!(applied = ?applied, "SIGHUP: reloaded");
         } else {
             tracing::warn!(applied = ?applied, needs_restart = ?restart, "SIGHUP: reloaded; these changes take effect at the next restart");
         }
-        let mut kept = new;
-        // What was not applied stays as it runs, so the next SIGHUP compares
-        // against the running state.
-        kept.listen = self.running.listen;
-        kept.data_dir = self.running.data_dir.clone();
-        kept.packs_dir = self.running.packs_dir.clone();
-        kept.instance = self.running.instance.clone();
-        kept.exec = self.running.exec.clone();
-        kept.limits = self.running.limits.clone();
-        kept.caps = self.running.caps.clone();
-        kept.sync = self.running.sync.clone();
-        kept.history = self.running.history.clone();
-        kept.telemetry = self.running.telemetry.clone();
-        kept.agent = self.running.agent.clone();
-        self.running = kept;
+        // Only what was applied changes the running state, so the next
+        // SIGHUP compares the rest against what really runs.
+        self.running.tls_dir = new.tls_dir;
+        self.running.tls = new.tls;
+        self.running.authz = new.authz;
     }
 }

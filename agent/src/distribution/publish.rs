@@ -168,9 +168,10 @@ impl Publisher<'_> {
         let (current, _) = read_stage(self.remote, from).await?;
         let in_previous =
             current.packs.get(pack).is_some_and(|e| e.version == version && e.sha256 == release.sha256)
-                || audit_trail(self.remote, None).await?.iter().any(|r| {
-                    r.record.pack == pack && r.record.sha256 == release.sha256 && r.record.stage == from
-                });
+                || audit(self.remote, Some(pack), &TrustedKeys::default())
+                    .await?
+                    .iter()
+                    .any(|r| r.record.sha256 == release.sha256 && r.record.stage == from);
         if !in_previous {
             return Err(PublishError::NotInPreviousStage {
                 pack: pack.into(),
@@ -339,18 +340,6 @@ pub async fn audit(
     pack: Option<&str>,
     trusted: &TrustedKeys,
 ) -> Result<Vec<Audited>, PublishError> {
-    let mut all = audit_trail_checked(remote, trusted).await?;
-    all.retain(|a| pack.is_none_or(|p| a.record.pack == p));
-    Ok(all)
-}
-
-async fn audit_trail(remote: &Remote, pack: Option<&str>) -> Result<Vec<Audited>, PublishError> {
-    let mut all = audit_trail_checked(remote, &TrustedKeys::default()).await?;
-    all.retain(|a| pack.is_none_or(|p| a.record.pack == p));
-    Ok(all)
-}
-
-async fn audit_trail_checked(remote: &Remote, trusted: &TrustedKeys) -> Result<Vec<Audited>, PublishError> {
     let keys = remote.list(&remote.layout.audit_prefix()).await?;
     let fetched: Vec<(String, Fetched)> = stream::iter(keys)
         .map(|key| async move { remote.get(&key, None, MAX_RECORD_BYTES).await.map(|f| (key, f)) })
@@ -363,6 +352,9 @@ async fn audit_trail_checked(remote: &Remote, trusted: &TrustedKeys) -> Result<V
         let corrupt = |e: SigningError| PublishError::Corrupt { key: key.clone(), message: e.to_string() };
         let envelope = Envelope::from_slice(&bytes).map_err(corrupt)?;
         let record: AuditRecord = envelope.peek().map_err(corrupt)?;
+        if pack.is_some_and(|p| record.pack != p) {
+            continue;
+        }
         let verified =
             (!trusted.is_empty()).then(|| trusted.open::<AuditRecord>(&envelope).is_ok_and(|r| r == record));
         out.push(Audited { record, verified, object: key });
