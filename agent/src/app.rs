@@ -106,6 +106,7 @@ impl App {
         }
         let executor = Executor::new(self.executor_config(caps_mode, parents)?, store, layout);
         executor.recover().await?;
+        executor.warm_up().await;
         let (stop_tx, stop_rx) = watch::channel(false);
         crate::distribution::sync::spawn(dist.clone(), registry.clone(), executor.clone(), stop_rx.clone());
         crate::exec::retention::spawn(
@@ -155,7 +156,7 @@ impl App {
         state.startup_problems = problems;
         let state = Arc::new(state);
         spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
-        spawn_memory_trim(stop_rx.clone());
+        spawn_memory_trim(executor.clone(), stop_rx.clone());
         let tls_files = Arc::new(ArcSwap::from_pointee(tls_files));
         spawn_tls_reload(tls_files.clone(), tls.clone(), c.limits.tls_reload_interval, stop_rx.clone());
         let authz = Arc::new(ArcSwap::from_pointee(Authorizer::new(&c.authz)));
@@ -305,14 +306,27 @@ fn spawn_pack_rescan(registry: Arc<Registry>, every: Duration, mut stop: watch::
     });
 }
 
-fn spawn_memory_trim(mut stop: watch::Receiver<bool>) {
+fn spawn_memory_trim(executor: Executor, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::memory::TRIM_INTERVAL);
+        // The first round comes once start-up is over.
+        let first = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut tick = tokio::time::interval_at(first, crate::memory::TRIM_INTERVAL);
+        let mut seen = None;
         loop {
             tokio::select! {
-                _ = tick.tick() => crate::memory::trim(),
+                _ = tick.tick() => {}
                 () = stopped(&mut stop) => return,
             }
+            crate::memory::trim();
+            // Code pages only while quiet (no execution running, under one
+            // call a second), so that a busy agent keeps its hot code mapped.
+            let now = crate::memory::activity();
+            let quiet = crate::memory::TRIM_INTERVAL.as_secs();
+            if seen.is_none_or(|s: u64| now - s < quiet) && executor.running() == 0 {
+                let bytes = crate::memory::release_code();
+                tracing::trace!(bytes, "code pages released");
+            }
+            seen = Some(now);
         }
     });
 }

@@ -11,8 +11,8 @@ use std::{
 };
 
 use cgroups_rs::fs::{
-    cpu::CpuController, hierarchies, memory::MemController, pid::PidController, Cgroup, Hierarchy, MaxValue,
-    Subsystem,
+    cpu::CpuController, hierarchies, memory::MemController, pid::PidController, Cgroup, Controller,
+    Hierarchy, MaxValue, Subsystem,
 };
 use serde::{Deserialize, Serialize};
 
@@ -249,11 +249,19 @@ struct Needed(Box<dyn Hierarchy>);
 
 impl Hierarchy for Needed {
     fn subsystems(&self) -> Vec<Subsystem> {
-        self.0
-            .subsystems()
-            .into_iter()
-            .filter(|s| {
-                matches!(s, Subsystem::Mem(_) | Subsystem::Cpu(_) | Subsystem::CpuAcct(_) | Subsystem::Pid(_))
+        let all = self.0.subsystems();
+        // cpuacct only where it shares cpu's hierarchy (the usual v1 mount):
+        // on a hierarchy of its own it would cost a directory and a move per
+        // execution for the CPU time that getrusage gives the supervisor.
+        let cpu_dir = all.iter().find_map(|s| match s {
+            Subsystem::Cpu(c) => Some(c.path().to_owned()),
+            _ => None,
+        });
+        all.into_iter()
+            .filter(|s| match s {
+                Subsystem::Mem(_) | Subsystem::Cpu(_) | Subsystem::Pid(_) => true,
+                Subsystem::CpuAcct(c) => cpu_dir.as_deref() == Some(c.path()),
+                _ => false,
             })
             .collect()
     }
@@ -307,6 +315,19 @@ pub fn cage_agent(parents: &Parents, base: &str, memory_max: Option<u64>) -> Res
 pub fn leave_agent(parents: &Parents, base: &str) -> Result<(), CapsError> {
     let cg = ExecCgroup::create(parents, &supervisors_cgroup(base), &Limits::default())?;
     cg.enter().map_err(|e| CapsError::Cgroup { path: supervisors_cgroup(base), message: e.to_string() })
+}
+
+/// Moves process `pid` (the supervisor spawner) out of the agent's leaf into
+/// the supervisors' one, so that what it forks starts there.
+pub fn move_to_supervisors(parents: &Parents, base: &str, pid: u32) -> Result<(), CapsError> {
+    let cg = ExecCgroup::create(parents, &supervisors_cgroup(base), &Limits::default())?;
+    for p in &cg.procs_files {
+        fs::write(p, pid.to_string()).map_err(|e| CapsError::Cgroup {
+            path: supervisors_cgroup(base),
+            message: format!("cannot move the spawner: {e}"),
+        })?;
+    }
+    Ok(())
 }
 
 /// What the host offers: tries to create (and removes) a cgroup named

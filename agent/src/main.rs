@@ -62,6 +62,9 @@ enum Command {
     /// Run one execution's supervisor (started by the agent itself).
     #[command(hide = true)]
     Supervise { dir: PathBuf },
+    /// Fork supervisors on the agent's request (started by the agent itself).
+    #[command(hide = true)]
+    SupervisorSpawner,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         // Before anything else: the supervisor forks and must be single-threaded.
         Command::Supervise { dir } => return bolt_agent::supervisor::main(&dir),
+        Command::SupervisorSpawner => return bolt_agent::supervisor::spawner_main(),
         Command::Run { config, listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen } => {
             run(config, Overrides { listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen })
         }

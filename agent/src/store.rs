@@ -360,7 +360,7 @@ impl Query {
 
 /// redb's page cache; the history's hot part (live executions, recent
 /// pages) is small, and an agent's memory must stay flat as history grows.
-const CACHE_BYTES: usize = 4 << 20;
+const CACHE_BYTES: usize = 1 << 20;
 
 fn open_db(path: &Path) -> Result<Database, StoreError> {
     Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| classify(path, e))

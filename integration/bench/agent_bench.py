@@ -40,6 +40,43 @@ def rss(pid: int) -> int:
     return 0
 
 
+def status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if v.strip().endswith("kB"):
+            out[k] = int(v.split()[0]) * 1024
+    return out
+
+
+def cgroup_kernel_memory(pid: int) -> int | None:
+    """Kernel memory (slab: inodes, dentries, ...) charged to `pid`'s memory cgroup."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            f = Path("/sys/fs/cgroup/memory") / path.lstrip("/") / "memory.kmem.usage_in_bytes"
+            return int(f.read_text()) if f.exists() else None
+        if controllers == "":
+            stat = Path("/sys/fs/cgroup") / path.lstrip("/") / "memory.stat"
+            if stat.exists():
+                for row in stat.read_text().splitlines():
+                    if row.startswith("kernel "):
+                        return int(row.split()[1])
+    return None
+
+
+def spawner_of(pid: int) -> int | None:
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid and b"supervisor-spawner" in (d / "cmdline").read_bytes():
+                    return int(d.name)
+            except OSError:
+                continue
+    return None
+
+
 def smaps(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
@@ -121,11 +158,15 @@ async def many_running(a: Agent, stub: bolt_pb2_grpc.BoltStub, n: int = 100) -> 
     return agent_rss, sup
 
 
-async def soak(a: Agent, stub: bolt_pb2_grpc.BoltStub, executions: int, streams: int) -> tuple[int, int]:
+async def soak(a: Agent, stub: bolt_pb2_grpc.BoltStub, executions: int, streams: int) -> tuple[dict[str, int], dict[str, int]]:
     await throughput(stub, total=500)  # warm up: caches, allocator, thread pools
-    await asyncio.sleep(12.0)
-    before = rss(a.proc.pid)
+    # Both measures idle alike: past two memory trim rounds (every 10 s; code
+    # pages are released in a round that saw no work).
+    await asyncio.sleep(21.0)
+    before = status(a.proc.pid)
+    before["kernel"] = cgroup_kernel_memory(a.proc.pid) or 0
     await throughput(stub, total=executions)
+    before["kernel_per_exec"] = ((cgroup_kernel_memory(a.proc.pid) or 0) - before["kernel"]) // executions
     eid = (await stub.Execute(req("flood", bytes=200_000))).execution_id
     await wait_end(stub, eid)
     sem = asyncio.Semaphore(50)
@@ -138,8 +179,8 @@ async def soak(a: Agent, stub: bolt_pb2_grpc.BoltStub, executions: int, streams:
             assert n >= 200_000
 
     await asyncio.gather(*(one() for _ in range(streams)))
-    await asyncio.sleep(12.0)  # past one allocator trim (every 10 s), as in steady state
-    return before, rss(a.proc.pid)
+    await asyncio.sleep(21.0)
+    return before, status(a.proc.pid)
 
 
 async def compression(stub: bolt_pb2_grpc.BoltStub, a: Agent) -> tuple[int, int]:
@@ -202,8 +243,12 @@ async def main() -> None:
         ch = channel(a)
         stub = bolt_pb2_grpc.BoltStub(ch)
         await stub.Health(pb.HealthRequest())
-        await asyncio.sleep(0.5)
-        idle = rss(a.proc.pid)
+        # Idle: past the first memory trim round (1 s after start, then every 10 s).
+        await asyncio.sleep(2.0)
+        idle_status = status(a.proc.pid)
+        idle = idle_status["VmRSS"]
+        spawner = spawner_of(a.proc.pid)
+        spawner_mem = smaps(spawner) if spawner else {}
         lat = await latency(stub)
         tput = await throughput(stub)
         size = int(os.environ.get("BOLT_BENCH_OUTPUT_BYTES", str(1024 * MiB)))
@@ -217,6 +262,8 @@ async def main() -> None:
         a.stop()
     t_off, t_on, idle_telemetry = await telemetry_cost()
     apart = (t_on - t_off) / t_off * 100
+    grown = soak_after["VmRSS"] - soak_before["VmRSS"]
+    grown_anon = soak_after["RssAnon"] - soak_before["RssAnon"]
     lat.sort()
     p50 = statistics.median(lat)
     p99 = lat[int(len(lat) * 0.99) - 1]
@@ -226,13 +273,17 @@ async def main() -> None:
         ("short-action throughput", f"{tput:.0f} exec/s", ">= 300 exec/s", tput >= 300),
         (f"output streamed ({size // MiB} MiB)", f"{mbps:.0f} MB/s", ">= 200 MB/s", mbps >= 200),
         ("agent RSS idle", f"{idle / MiB:.1f} MiB", "<= 10 MiB", idle <= 10 * MiB),
+        ("  of which anonymous / file", f"{idle_status.get('RssAnon', 0) / MiB:.1f} / {idle_status.get('RssFile', 0) / MiB:.1f} MiB", "", True),
+        ("spawner RSS / PSS idle", f"{spawner_mem.get('Rss', 0) / MiB:.1f} / {spawner_mem.get('Pss', 0) / MiB:.1f} MiB", "", True),
         ("agent RSS, 100 running", f"{busy / MiB:.1f} MiB", "<= 40 MiB", busy <= 40 * MiB),
         ("supervisor PSS", f"{sup.get('Pss', 0) / 1024:.0f} KiB", "< 1 MiB", sup.get("Pss", 0) < MiB),
         ("supervisor private", f"{(sup.get('Private_Clean', 0) + sup.get('Private_Dirty', 0)) / 1024:.0f} KiB", "< 1 MiB",
          sup.get("Private_Clean", 0) + sup.get("Private_Dirty", 0) < MiB),
-        (f"soak: RSS before {n_soak} execs", f"{soak_before / MiB:.1f} MiB", "", True),
-        (f"soak: RSS after (+{n_soak // 10} streams)", f"{soak_after / MiB:.1f} MiB", "", True),
-        ("soak: RSS growth", f"{(soak_after - soak_before) / MiB:+.2f} MiB", "<= 2 MiB", soak_after - soak_before <= 2 * MiB),
+        (f"soak: RSS before {n_soak} execs", f"{soak_before['VmRSS'] / MiB:.1f} MiB", "", True),
+        (f"soak: RSS after (+{n_soak // 10} streams)", f"{soak_after['VmRSS'] / MiB:.1f} MiB", "", True),
+        ("soak: RSS growth", f"{grown / MiB:+.2f} MiB", "<= 2 MiB", grown <= 2 * MiB),
+        ("  of which anonymous", f"{grown_anon / MiB:+.2f} MiB", "", True),
+        ("kernel memory in agent cgroup / exec", f"{soak_before['kernel_per_exec']} B", "", True),
         ("Execute p50, metrics+OTLP off", f"{t_off:.2f} ms", "", True),
         ("Execute p50, metrics+OTLP on", f"{t_on:.2f} ms", "", True),
         ("  telemetry cost", f"{apart:+.1f} %", "<= 5 %", apart <= 5),

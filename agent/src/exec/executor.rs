@@ -100,11 +100,37 @@ struct Inner {
     store: Store,
     layout: Layout,
     live: Mutex<HashMap<String, watch::Sender<ExecRecord>>>,
+    spawner: spawn::Spawner,
+    /// Started with the first follower (it needs the runtime).
+    dir_watcher: std::sync::OnceLock<Option<Arc<super::dir_watch::DirWatcher>>>,
 }
 
 impl Executor {
     pub fn new(cfg: ExecutorConfig, store: Store, layout: Layout) -> Self {
-        Self { inner: Arc::new(Inner { cfg, store, layout, live: Mutex::new(HashMap::new()) }) }
+        let cgroup =
+            (cfg.caps_mode != CapsMode::None).then(|| (cfg.cgroup_parents.clone(), cfg.cgroup_name.clone()));
+        let spawner = spawn::Spawner::new(cfg.self_exe.clone(), cgroup);
+        Self {
+            inner: Arc::new(Inner {
+                cfg,
+                store,
+                layout,
+                live: Mutex::new(HashMap::new()),
+                spawner,
+                dir_watcher: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Wakes on writes into the folder of execution `id`; None where
+    /// inotify is unavailable.
+    pub(super) fn watch_dir(&self, dir: &std::path::Path) -> Option<super::dir_watch::DirWatch> {
+        self.inner.dir_watcher.get_or_init(super::dir_watch::DirWatcher::start).as_ref()?.watch(dir)
+    }
+
+    /// Starts the supervisor spawner now rather than at the first execution.
+    pub async fn warm_up(&self) {
+        self.inner.spawner.warm_up().await;
     }
 
     pub fn store(&self) -> &Store {
@@ -283,35 +309,40 @@ impl Executor {
     }
 
     async fn launch(&self, id: String, spec: Spec) {
-        let started = tracing::info_span!("start").in_scope(|| {
-            let dir =
-                self.prepare(&id, &spec).map_err(|e| format!("cannot prepare the execution folder: {e}"))?;
-            let (pid, child) =
-                spawn::spawn_supervisor(&self.inner.cfg.self_exe, &dir).map_err(|e| e.to_string())?;
-            Ok::<_, String>((dir, pid, child))
-        });
-        let (dir, pid, mut child) = match started {
+        let start = async {
+            let dir = self.inner.layout.dir(&id);
+            let bytes = serde_json::to_vec(&spec).map_err(|e| format!("cannot write spec.json: {e}"))?;
+            let supervisor = self.inner.spawner.start(&dir, &bytes).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((dir, supervisor))
+        };
+        let (dir, supervisor) = match start.instrument(tracing::info_span!("start")).await {
             Ok(x) => x,
             Err(e) => return self.fail(&id, e).await,
         };
+        let pid = supervisor.pid();
         let Some(mut rec) = self.current(&id) else { return };
         rec.state = ExecState::Running;
         rec.started_at_ms = Some(unix_ms(SystemTime::now()));
-        rec.supervisor_pid = pid.pid as u32;
+        rec.supervisor_pid = pid as u32;
         self.publish(&rec);
         if let Err(e) = self.inner.store.put(rec).await {
             tracing::error!(error = %e, "cannot record RUNNING");
         }
-        tracing::debug!(supervisor = pid.pid, "running");
-        let _ = child.wait().instrument(tracing::info_span!("run", supervisor = pid.pid)).await;
+        tracing::debug!(supervisor = pid, "running");
+        async {
+            supervisor.wait().await;
+            // A supervisor started twice for one folder (the spawner lost in
+            // the middle of a request) leaves at once: follow the one that
+            // holds the folder.
+            if !dir.has_exit() {
+                if let Some(other) = dir.supervisor().filter(|p| p.pid != pid && p.is_alive()) {
+                    spawn::wait_for_exit(other).await;
+                }
+            }
+        }
+        .instrument(tracing::info_span!("run", supervisor = pid))
+        .await;
         self.finalize(&id, &dir).instrument(tracing::info_span!("end")).await;
-    }
-
-    fn prepare(&self, id: &str, spec: &Spec) -> std::io::Result<ExecDir> {
-        let dir = self.inner.layout.create(id)?;
-        let bytes = serde_json::to_vec(spec).map_err(std::io::Error::other)?;
-        layout::write_replace(&dir.path(layout::SPEC), &bytes, false)?;
-        Ok(dir)
     }
 
     async fn fail(&self, id: &str, error: String) {
@@ -447,8 +478,9 @@ impl Executor {
         for rec in active {
             let dir = self.inner.layout.dir(&rec.id);
             let span = tracing::info_span!("execution", id = %rec.id, caller = %rec.caller, pack = %rec.pack, action = %rec.action);
-            // The pid file is written just after the spawn: a supervisor
-            // started right before a crash is found by its command line.
+            // A supervisor writes its pid file first thing; one started right
+            // before a crash may not have yet: it is found by its command line
+            // or, forked by the spawner, by its working folder.
             let supervisor = dir.supervisor().or_else(|| find_supervisor(&dir)).filter(PidFile::is_alive);
             let (tx, _) = watch::channel(rec.clone());
             self.live().insert(rec.id.clone(), tx);
@@ -509,14 +541,20 @@ impl Executor {
     }
 }
 
-/// The live `bolt-agent supervise <dir>` process of an execution, by its
-/// command line.
+/// The live supervisor of an execution: `bolt-agent supervise <dir>` by its
+/// command line, or a forked `bolt-supervise` by its working folder.
 fn find_supervisor(dir: &ExecDir) -> Option<PidFile> {
     let want = format!("supervise\0{}\0", dir.0.display());
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline).contains(&want).then(|| PidFile::of(pid)).flatten()
+        let by_cmdline = String::from_utf8_lossy(&cmdline).contains(&want);
+        let forked = || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end() == "bolt-supervise")
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir.0)
+        };
+        (by_cmdline || forked()).then(|| PidFile::of(pid)).flatten()
     })
 }
 

@@ -163,13 +163,6 @@ impl Layout {
         ExecDir(self.root.join(id))
     }
 
-    /// Creates the folder of a new execution.
-    pub fn create(&self, id: &str) -> io::Result<ExecDir> {
-        let d = self.dir(id);
-        fs::DirBuilder::new().mode(0o700).create(&d.0)?;
-        Ok(d)
-    }
-
     /// Removes a folder: renamed to `.<id>` first so a crash mid-way leaves
     /// nothing that looks like a live execution.
     pub fn remove(&self, id: &str) -> io::Result<()> {
@@ -310,7 +303,8 @@ mod tests {
     fn remove_renames_first() {
         let d = tempfile::tempdir().expect("tempdir");
         let l = Layout::new(d.path()).expect("layout");
-        let e = l.create("abc").expect("create");
+        let e = l.dir("abc");
+        crate::supervisor::spawner::prepare(&e, b"{}").expect("create");
         fs::write(e.path(OUTPUT), b"x").expect("write");
         l.remove("abc").expect("remove");
         assert!(l.list().expect("list").is_empty());

@@ -10,7 +10,6 @@ use std::{
     time::Duration,
 };
 
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::{
@@ -300,7 +299,7 @@ async fn pump(
     let dir = executor.layout().dir(id);
     let io_err = |source| FollowError::Io { id: id.to_owned(), source };
     let mut live = executor.subscribe(id);
-    let mut changes = if follow && live.is_some() { watch_dir(&dir.0) } else { None };
+    let mut changes = if follow && live.is_some() { executor.watch_dir(&dir.0) } else { None };
     let mut reader: Option<OutputReader> = None;
     let mut next = offset;
     loop {
@@ -333,7 +332,7 @@ async fn pump(
         let poll_every = Duration::from_millis(if changes.is_some() { 1000 } else { 100 });
         let rx = live.as_mut().map(|rx| rx.changed());
         tokio::select! {
-            _ = async { match changes.as_mut() { Some(s) => { s.next().await; } None => std::future::pending().await } } => {}
+            _ = async { match changes.as_mut() { Some(w) => w.changed().await, None => std::future::pending().await } } => {}
             r = async { match rx { Some(f) => f.await, None => std::future::pending().await } } => {
                 if r.is_err() { live = None; }
             }
@@ -342,19 +341,6 @@ async fn pump(
             () = crate::shutdown::stopped(&mut shutdown) => return Err(FollowError::ShuttingDown { offset: next }),
         }
     }
-}
-
-type Events = inotify::EventStream<Vec<u8>>;
-
-/// Wakes the follower when the supervisor writes; None where inotify is
-/// unavailable (then the follower polls).
-fn watch_dir(dir: &Path) -> Option<Events> {
-    let inotify = inotify::Inotify::init().ok()?;
-    inotify
-        .watches()
-        .add(dir, inotify::WatchMask::MODIFY | inotify::WatchMask::MOVED_TO | inotify::WatchMask::CLOSE_WRITE)
-        .ok()?;
-    inotify.into_event_stream(vec![0u8; 4096]).ok()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use super::output::OutputWriter;
 use crate::caps::ExecCgroup;
 use crate::exec::layout::{
     unix_ms, write_json, ExecDir, ExitRecord, KillRequest, Outcome, PidFile, Spec, CHILD_PID, EXIT, KILL,
-    OUTPUT, STREAM_STDERR, STREAM_STDOUT,
+    OUTPUT, STREAM_STDERR, STREAM_STDOUT, SUPERVISOR_PID,
 };
 
 /// How long output is drained after every process of the action is gone.
@@ -41,7 +41,17 @@ const BUF: usize = 64 * 1024;
 /// How long the supervisor keeps trying to record the outcome.
 const EXIT_WRITE_PATIENCE: Duration = Duration::from_secs(24 * 3600);
 
-pub fn supervise(dir: &ExecDir) -> u8 {
+/// Where the supervisor starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Started by the agent (`bolt-agent supervise DIR`): still in the
+    /// agent's cgroup, which it leaves first.
+    Agent,
+    /// Forked by the spawner, which already lives in the supervisors' cgroup.
+    Spawner,
+}
+
+pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
     let started = SystemTime::now();
     // First of all: a kill request (SIGTERM) must never end the supervisor
     // itself. The agent only signals once child.pid exists, which is after this.
@@ -51,6 +61,14 @@ pub fn supervise(dir: &ExecDir) -> u8 {
     }
     if let Err(e) = signals.thread_block() {
         return fail_start(dir, started, format!("cannot block signals: {e}"));
+    }
+    // One supervisor per execution, ever: the first to create supervisor.pid
+    // owns the folder. A second one (started when the spawner was lost in
+    // the middle of a request) leaves at once and touches nothing.
+    match claim(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return 0,
+        Err(e) => return fail_start(dir, started, format!("cannot write supervisor.pid: {e}")),
     }
     let spec = match dir.read_spec() {
         Ok(s) => s,
@@ -67,7 +85,7 @@ pub fn supervise(dir: &ExecDir) -> u8 {
         Ok(s) => s,
         Err(e) => return fail_start(dir, started, format!("signalfd: {e}")),
     };
-    if let Some(name) = &spec.caps.cgroup {
+    if let (Some(name), Origin::Agent) = (&spec.caps.cgroup, origin) {
         // Out of the agent's leaf (and its cap) into the supervisors' one.
         let base = name.split('/').next().unwrap_or(name);
         if let Err(e) = crate::caps::leave_agent(&spec.caps.parents, base) {
@@ -124,6 +142,16 @@ pub fn supervise(dir: &ExecDir) -> u8 {
     }
     sup.run(&sfd);
     sup.finish(started)
+}
+
+/// Creates supervisor.pid (`pid starttime`), failing if it exists.
+fn claim(dir: &ExecDir) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let me = getpid().as_raw();
+    let start = crate::procfs::stat(me).map_or(0, |s| s.starttime);
+    let mut f =
+        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.path(SUPERVISOR_PID))?;
+    f.write_all(format!("{me} {start}\n").as_bytes())
 }
 
 fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [OwnedFd; 2])> {

@@ -1,0 +1,146 @@
+"""The supervisor spawner: one small process of the agent's binary that forks
+every supervisor. It dies with the agent, never takes running actions with it,
+and when it is gone the agent starts supervisors directly and then a new one.
+Also: output followers share one inotify instance."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from bolt.v1 import bolt_pb2 as pb
+from util import execute, follow, pid_alive, stub_for, text, wait_state, wait_until
+
+from bolt_testing import agent_bin
+
+
+def spawners_of(agent_pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmdline = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if ppid == agent_pid and b"supervisor-spawner" in cmdline:
+            out.append(int(d.name))
+    return out
+
+
+def ppid_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
+def open_files(pid: int) -> list[str]:
+    out = []
+    for f in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            out.append(os.readlink(f))
+        except OSError:
+            pass  # closed meanwhile
+    return out
+
+
+def supervisor_of(agent, eid: str) -> int:
+    path = agent.data_dir / "executions" / eid / "supervisor.pid"
+    wait_until(path.exists, 10, "supervisor.pid")
+    return int(path.read_text().split()[0])
+
+
+def test_supervisors_are_forked_by_one_spawner_in_sessions_of_their_own(agent):
+    s = stub_for(agent)
+    spawner = wait_until(lambda: spawners_of(agent.proc.pid), 10, "the spawner")
+    assert len(spawner) == 1, spawner
+    ids = [execute(s, "sleep", ticks=4, interval="0.5") for _ in range(3)]
+    for eid in ids:
+        sup = supervisor_of(agent, eid)
+        assert ppid_of(sup) == spawner[0]
+        assert Path(f"/proc/{sup}/comm").read_text().strip() == "bolt-supervise"
+        assert os.getsid(sup) == sup, "a session of its own"
+        # The spawner's socket is not among the supervisor's files.
+        assert os.readlink(f"/proc/{spawner[0]}/fd/0") not in open_files(sup)
+    for eid in ids:
+        assert wait_state(s, eid).state == pb.STATE_SUCCEEDED
+    assert spawners_of(agent.proc.pid) == spawner, "one spawner serves every execution"
+
+
+def test_a_dead_spawner_costs_no_execution(agent):
+    s = stub_for(agent)
+    first = wait_until(lambda: spawners_of(agent.proc.pid), 10, "the spawner")[0]
+    running = execute(s, "sleep", ticks=6, interval="0.5")
+    wait_until(lambda: (agent.data_dir / "executions" / running / "child.pid").exists(), 10, "the action")
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: first not in spawners_of(agent.proc.pid), 10, "the spawner gone")
+    # The next executions start anyway (directly at first, then from a new spawner).
+    ids = [execute(s, "echo", msg=f"after {i}") for i in range(5)]
+    for i, eid in enumerate(ids):
+        chunks, end = follow(s, eid)
+        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED
+        assert f"after {i}" in text(chunks)
+    # The action started before the spawner died was not its to lose.
+    chunks, end = follow(s, running)
+    assert end.execution.state == pb.STATE_SUCCEEDED and text(chunks).endswith("done\n")
+    assert wait_until(lambda: spawners_of(agent.proc.pid), 20, "a new spawner")[0] != first
+
+
+def test_the_spawner_ends_with_the_agent_and_the_actions_do_not(agent):
+    s = stub_for(agent)
+    spawner = wait_until(lambda: spawners_of(agent.proc.pid), 10, "the spawner")[0]
+    eid = execute(s, "sleep", ticks=4, interval="0.5")
+    child = agent.data_dir / "executions" / eid / "child.pid"
+    wait_until(child.exists, 10, "the action")
+    action = int(child.read_text().split()[0])
+    agent.kill9()
+    wait_until(lambda: not pid_alive(spawner), 10, "the spawner to end")
+    assert pid_alive(action), "the action outlives the agent and its spawner"
+    agent.start()
+    e = wait_state(stub_for(agent), eid)
+    assert e.state == pb.STATE_SUCCEEDED
+
+
+def test_followers_share_one_inotify_instance(agent):
+    s = stub_for(agent)
+    eids = [execute(s, "sleep", ticks=6, interval="0.3") for _ in range(4)]
+    results: dict[int, str] = {}
+
+    def one(i: int) -> None:
+        chunks, end = follow(stub_for(agent), eids[i % len(eids)])
+        results[i] = text(chunks) if end is not None and end.execution.state == pb.STATE_SUCCEEDED else "?"
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+
+    during = open_files(agent.proc.pid).count("anon_inode:inotify")
+    for t in threads:
+        t.join(30)
+    assert during == 1, f"{during} inotify instances for 40 followers"
+    expected = "".join(f"tick {i}\n" for i in range(1, 7)) + "done\n"
+    assert len(results) == 40 and all(v == expected for v in results.values()), results
+
+
+def test_a_second_supervisor_for_one_execution_steps_aside(agent):
+    s = stub_for(agent)
+    eid = execute(s, "sleep", ticks=3, interval="0.5")
+    folder = agent.data_dir / "executions" / eid
+    first = supervisor_of(agent, eid)
+    wait_until(lambda: (folder / "child.pid").exists(), 10, "the action")
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    # What a spawner lost in the middle of a request could lead to.
+    done = subprocess.run([str(agent_bin()), "supervise", str(folder)], timeout=10)
+    assert done.returncode == 0
+    assert int((folder / "supervisor.pid").read_text().split()[0]) == first
+    after = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    assert set(after) == set(before) and after["supervisor.pid"] == before["supervisor.pid"]
+    chunks, end = follow(s, eid)
+    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert text(chunks) == "tick 1\ntick 2\ntick 3\ndone\n", "the action ran once"
