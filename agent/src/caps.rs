@@ -164,8 +164,13 @@ impl ExecCgroup {
 
     /// Moves the calling process into this cgroup (every hierarchy).
     pub fn enter(&self) -> std::io::Result<()> {
+        self.add(0)
+    }
+
+    /// Moves process `pid` (0: the caller) into this cgroup.
+    pub fn add(&self, pid: u32) -> std::io::Result<()> {
         for p in &self.procs_files {
-            fs::write(p, b"0")?;
+            fs::write(p, pid.to_string())?;
         }
         Ok(())
     }
@@ -311,23 +316,12 @@ pub fn cage_agent(parents: &Parents, base: &str, memory_max: Option<u64>) -> Res
     Ok(cg)
 }
 
-/// Moves a supervisor out of the agent's leaf (and so out of its cap).
-pub fn leave_agent(parents: &Parents, base: &str) -> Result<(), CapsError> {
-    let cg = ExecCgroup::create(parents, &supervisors_cgroup(base), &Limits::default())?;
-    cg.enter().map_err(|e| CapsError::Cgroup { path: supervisors_cgroup(base), message: e.to_string() })
-}
-
-/// Moves process `pid` (the supervisor spawner) out of the agent's leaf into
-/// the supervisors' one, so that what it forks starts there.
+/// Moves process `pid` (0: the caller) out of the agent's leaf (and so out
+/// of its cap) into the supervisors' one: a supervisor started by the agent,
+/// or the spawner, so that what it forks starts there.
 pub fn move_to_supervisors(parents: &Parents, base: &str, pid: u32) -> Result<(), CapsError> {
     let cg = ExecCgroup::create(parents, &supervisors_cgroup(base), &Limits::default())?;
-    for p in &cg.procs_files {
-        fs::write(p, pid.to_string()).map_err(|e| CapsError::Cgroup {
-            path: supervisors_cgroup(base),
-            message: format!("cannot move the spawner: {e}"),
-        })?;
-    }
-    Ok(())
+    cg.add(pid).map_err(|e| CapsError::Cgroup { path: supervisors_cgroup(base), message: e.to_string() })
 }
 
 /// What the host offers: tries to create (and removes) a cgroup named

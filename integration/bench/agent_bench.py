@@ -34,13 +34,6 @@ from bolt_testing import Agent  # noqa: E402
 MiB = 1024 * 1024
 
 
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def status(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -48,6 +41,10 @@ def status(pid: int) -> dict[str, int]:
         if v.strip().endswith("kB"):
             out[k] = int(v.split()[0]) * 1024
     return out
+
+
+def rss(pid: int) -> int:
+    return status(pid).get("VmRSS", 0)
 
 
 def cgroup_kernel_memory(pid: int) -> int | None:
@@ -63,18 +60,6 @@ def cgroup_kernel_memory(pid: int) -> int | None:
                 for row in stat.read_text().splitlines():
                     if row.startswith("kernel "):
                         return int(row.split()[1])
-    return None
-
-
-def spawner_of(pid: int) -> int | None:
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-                if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid and b"supervisor-spawner" in (d / "cmdline").read_bytes():
-                    return int(d.name)
-            except OSError:
-                continue
     return None
 
 
@@ -250,8 +235,8 @@ async def main() -> None:
         await asyncio.sleep(2.0)
         idle_status = status(a.proc.pid)
         idle = idle_status["VmRSS"]
-        spawner = spawner_of(a.proc.pid)
-        spawner_mem = smaps(spawner) if spawner else {}
+        spawner = a.spawners()
+        spawner_mem = smaps(spawner[0]) if spawner else {}
         lat = await latency(stub)
         tput = await throughput(stub)
         size = int(os.environ.get("BOLT_BENCH_OUTPUT_BYTES", str(1024 * MiB)))

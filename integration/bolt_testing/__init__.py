@@ -148,6 +148,24 @@ class Agent:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def spawners(self) -> list[int]:
+        """Pids of the agent's live children running `bolt-agent supervisor-spawner`."""
+        if self.proc is None:
+            return []
+        out = []
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit():
+                continue
+            try:
+                stat = (d / "stat").read_text()
+                cmdline = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue  # gone meanwhile
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            if ppid == self.proc.pid and b"supervisor-spawner" in cmdline:
+                out.append(int(d.name))
+        return out
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-20000:]

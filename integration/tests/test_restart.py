@@ -9,15 +9,13 @@ import subprocess
 import time
 
 from bolt.v1 import bolt_pb2 as pb
-from util import execute, follow, get, pid_alive, stub_for, text, wait_state, wait_until
+from util import execute, follow, get, pid_alive, pid_file, stub_for, text, wait_state, wait_until
 
 from bolt_testing import agent_bin
 
 
 def child_pid(agent, eid: str) -> int:
-    path = agent.data_dir / "executions" / eid / "child.pid"
-    wait_until(path.exists, 10, "child.pid")
-    return int(path.read_text().split()[0])
+    return pid_file(agent, eid, "child.pid")
 
 
 def test_kill9_of_the_agent_interrupts_nothing(agent):

@@ -13,25 +13,9 @@ import time
 from pathlib import Path
 
 from bolt.v1 import bolt_pb2 as pb
-from util import execute, follow, pid_alive, stub_for, text, wait_state, wait_until
+from util import execute, follow, pid_alive, pid_file, stub_for, text, wait_state, wait_until
 
 from bolt_testing import agent_bin
-
-
-def spawners_of(agent_pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-            cmdline = (d / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if ppid == agent_pid and b"supervisor-spawner" in cmdline:
-            out.append(int(d.name))
-    return out
 
 
 def ppid_of(pid: int) -> int:
@@ -50,14 +34,12 @@ def open_files(pid: int) -> list[str]:
 
 
 def supervisor_of(agent, eid: str) -> int:
-    path = agent.data_dir / "executions" / eid / "supervisor.pid"
-    wait_until(path.exists, 10, "supervisor.pid")
-    return int(path.read_text().split()[0])
+    return pid_file(agent, eid, "supervisor.pid")
 
 
 def test_supervisors_are_forked_by_one_spawner_in_sessions_of_their_own(agent):
     s = stub_for(agent)
-    spawner = wait_until(lambda: spawners_of(agent.proc.pid), 10, "the spawner")
+    spawner = wait_until(agent.spawners, 10, "the spawner")
     assert len(spawner) == 1, spawner
     ids = [execute(s, "sleep", ticks=4, interval="0.5") for _ in range(3)]
     for eid in ids:
@@ -69,16 +51,16 @@ def test_supervisors_are_forked_by_one_spawner_in_sessions_of_their_own(agent):
         assert os.readlink(f"/proc/{spawner[0]}/fd/0") not in open_files(sup)
     for eid in ids:
         assert wait_state(s, eid).state == pb.STATE_SUCCEEDED
-    assert spawners_of(agent.proc.pid) == spawner, "one spawner serves every execution"
+    assert agent.spawners() == spawner, "one spawner serves every execution"
 
 
 def test_a_dead_spawner_costs_no_execution(agent):
     s = stub_for(agent)
-    first = wait_until(lambda: spawners_of(agent.proc.pid), 10, "the spawner")[0]
+    first = wait_until(agent.spawners, 10, "the spawner")[0]
     running = execute(s, "sleep", ticks=6, interval="0.5")
     wait_until(lambda: (agent.data_dir / "executions" / running / "child.pid").exists(), 10, "the action")
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: first not in spawners_of(agent.proc.pid), 10, "the spawner gone")
+    wait_until(lambda: first not in agent.spawners(), 10, "the spawner gone")
     # The next executions start anyway (directly at first, then from a new spawner).
     ids = [execute(s, "echo", msg=f"after {i}") for i in range(5)]
     for i, eid in enumerate(ids):
@@ -88,12 +70,12 @@ def test_a_dead_spawner_costs_no_execution(agent):
     # The action started before the spawner died was not its to lose.
     chunks, end = follow(s, running)
     assert end.execution.state == pb.STATE_SUCCEEDED and text(chunks).endswith("done\n")
-    assert wait_until(lambda: spawners_of(agent.proc.pid), 20, "a new spawner")[0] != first
+    assert wait_until(agent.spawners, 20, "a new spawner")[0] != first
 
 
 def test_the_spawner_ends_with_the_agent_and_the_actions_do_not(agent):
     s = stub_for(agent)
-    spawner = wait_until(lambda: spawners_of(agent.proc.pid), 10, "the spawner")[0]
+    spawner = wait_until(agent.spawners, 10, "the spawner")[0]
     eid = execute(s, "sleep", ticks=4, interval="0.5")
     child = agent.data_dir / "executions" / eid / "child.pid"
     wait_until(child.exists, 10, "the action")

@@ -94,3 +94,10 @@ def files_under(root: Path) -> set[str]:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+def pid_file(agent: Agent, eid: str, name: str, timeout: float = 10.0) -> int:
+    """The pid in an execution's `child.pid` or `supervisor.pid`, once it exists."""
+    path = agent.data_dir / "executions" / eid / name
+    wait_until(path.exists, timeout, name)
+    return int(path.read_text().split()[0])

@@ -21,6 +21,7 @@ use crate::{
     caps::{CapsMode, CapsSpec, Limits},
     packs::{ArgError, ArgLimits, LoadedAction},
     store::{Created, ExecRecord, ExecState, Store, StoreError},
+    supervisor::spawner::SUPERVISOR_COMM,
 };
 
 #[derive(Debug, Clone)]
@@ -122,8 +123,8 @@ impl Executor {
         }
     }
 
-    /// Wakes on writes into the folder of execution `id`; None where
-    /// inotify is unavailable.
+    /// Wakes on writes into an execution folder; None where inotify is
+    /// unavailable.
     pub(super) fn watch_dir(&self, dir: &std::path::Path) -> Option<super::dir_watch::DirWatch> {
         self.inner.dir_watcher.get_or_init(super::dir_watch::DirWatcher::start).as_ref()?.watch(dir)
     }
@@ -550,8 +551,8 @@ fn find_supervisor(dir: &ExecDir) -> Option<PidFile> {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let by_cmdline = String::from_utf8_lossy(&cmdline).contains(&want);
         let forked = || {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim_end() == "bolt-supervise")
+            std::fs::read(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_ascii_end() == SUPERVISOR_COMM.to_bytes())
                 && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir.0)
         };
         (by_cmdline || forked()).then(|| PidFile::of(pid)).flatten()

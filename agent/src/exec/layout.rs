@@ -112,7 +112,17 @@ impl PidFile {
     }
 
     pub fn write(&self, path: &Path) -> io::Result<()> {
-        write_replace(path, format!("{} {}\n", self.pid, self.starttime).as_bytes(), false)
+        write_replace(path, self.line().as_bytes(), false)
+    }
+
+    /// Creates `path` with this pid, failing if it exists (a claim).
+    pub fn create_new(&self, path: &Path) -> io::Result<()> {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(self.line().as_bytes())
+    }
+
+    fn line(&self) -> String {
+        format!("{} {}\n", self.pid, self.starttime)
     }
 
     pub fn is_alive(&self) -> bool {

@@ -69,7 +69,7 @@ impl Supervisor {
 /// it; it ignores SIGHUP). The supervisor records its own pid. The child
 /// handle reaps it if it ends while this agent runs; after a restart it is
 /// an orphan of init and [`wait_for_exit`] watches it instead.
-pub fn spawn_supervisor(self_exe: &Path, dir: &ExecDir) -> Result<Child, SpawnError> {
+fn spawn_supervisor(self_exe: &Path, dir: &ExecDir) -> Result<Child, SpawnError> {
     let mut cmd = std::process::Command::new(self_exe);
     cmd.arg("supervise")
         .arg(&dir.0)

@@ -88,7 +88,7 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
     if let (Some(name), Origin::Agent) = (&spec.caps.cgroup, origin) {
         // Out of the agent's leaf (and its cap) into the supervisors' one.
         let base = name.split('/').next().unwrap_or(name);
-        if let Err(e) = crate::caps::leave_agent(&spec.caps.parents, base) {
+        if let Err(e) = crate::caps::move_to_supervisors(&spec.caps.parents, base, 0) {
             out.notice(&format!("[bolt] supervisor stays in the agent's cgroup: {e}\n"));
         }
     }
@@ -146,12 +146,8 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
 
 /// Creates supervisor.pid (`pid starttime`), failing if it exists.
 fn claim(dir: &ExecDir) -> std::io::Result<()> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt};
     let me = getpid().as_raw();
-    let start = crate::procfs::stat(me).map_or(0, |s| s.starttime);
-    let mut f =
-        fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.path(SUPERVISOR_PID))?;
-    f.write_all(format!("{me} {start}\n").as_bytes())
+    PidFile::of(me).unwrap_or(PidFile { pid: me, starttime: 0 }).create_new(&dir.path(SUPERVISOR_PID))
 }
 
 fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [OwnedFd; 2])> {

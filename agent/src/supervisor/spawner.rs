@@ -42,6 +42,8 @@ use crate::exec::layout::{write_replace, ExecDir, PidFile, SPEC};
 
 /// Longest message accepted (a spec holds the arguments, 256 KiB by default).
 pub const MAX_MESSAGE: usize = 16 << 20;
+/// The command name (`/proc/PID/comm`) of a forked supervisor.
+pub const SUPERVISOR_COMM: &std::ffi::CStr = c"bolt-supervise";
 /// How often finished supervisors are reaped while no request comes.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
@@ -164,8 +166,8 @@ fn fork_supervisor(dir: ExecDir) -> io::Result<PidFile> {
         ForkResult::Parent { child } => {
             // Not yet reaped (only `reap` does that), so /proc still has it
             // even if it has already ended.
-            let start = crate::procfs::stat(child.as_raw()).map_or(0, |s| s.starttime);
-            Ok(PidFile { pid: child.as_raw(), starttime: start })
+            let pid = child.as_raw();
+            Ok(PidFile::of(pid).unwrap_or(PidFile { pid, starttime: 0 }))
         }
     }
 }
@@ -179,7 +181,7 @@ fn child(dir: ExecDir) -> u8 {
         let _ = nix::unistd::dup2_stdout(null.as_fd());
         debug_assert!(null.as_raw_fd() > 2);
     }
-    let _ = nix::sys::prctl::set_name(c"bolt-supervise");
+    let _ = nix::sys::prctl::set_name(SUPERVISOR_COMM);
     let _ = std::env::set_current_dir(&dir.0);
     supervise(&dir, Origin::Spawner)
 }
