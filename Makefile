@@ -29,12 +29,10 @@ release:
 
 # --- the main job -----------------------------------------------------------
 
+# The command line is in scripts/run-dev.sh (.dev/ and examples/packs, relative
+# to the repository root), which integration/tests/test_readme.py runs too.
 run: build tools
-	@test -f $(DEV)/certs/ca.crt || $(AGENT) certs init --dir $(DEV)/certs >/dev/null
-	@mkdir -p $(DEV)/data
-	@GRPCURL=$(GRPCURL) DEV=$(DEV) bash scripts/how-to-call.sh
-	@exec $(AGENT) run --config examples/dev-agent.toml --listen 127.0.0.1:7443 \
-	    --tls-dir $(DEV)/certs --packs-dir examples/packs --data-dir $(DEV)/data
+	@BOLT_AGENT_BIN=$(AGENT) GRPCURL=$(GRPCURL) exec bash scripts/run-dev.sh
 
 # --- tools the tests need ---------------------------------------------------
 
@@ -71,23 +69,18 @@ $(GRPCURL):
 # --- the upgrade test's "newer" agent ----------------------------------------
 
 # integration/tests/test_upgrade.py upgrades a running agent to a different
-# build: the same sources built with BOLT_BUILD=next (version <crate
-# version>+next, see agent/build.rs), copied aside; then target/debug/bolt-agent
-# is rebuilt plain. Only bolt-agent recompiles, twice (incrementally).
+# binary: a copy of target/debug/bolt-agent stamped with the build label
+# "next" (it reports <crate version>+next; scripts/stamp-build.py), so the
+# agent is compiled once.
 AGENT_NEXT := target/upgrade/bolt-agent-next
-AGENT_NEXT_SRCS := $(shell find agent/src proto -type f 2>/dev/null) agent/build.rs agent/Cargo.toml \
-    Cargo.toml Cargo.lock build.rs
 
 .PHONY: agent-next
 agent-next: $(AGENT_NEXT)
 
-$(AGENT_NEXT): $(AGENT_NEXT_SRCS)
-	BOLT_BUILD=next $(CARGO) build -p bolt-agent --locked
+$(AGENT_NEXT): build
 	@mkdir -p $(@D)
-	cp $(AGENT) $@.tmp
-	@$@.tmp --version | grep -q '+next$$' || { echo "$@: $(AGENT) is not the +next build" >&2; rm -f $@.tmp; exit 1; }
-	$(CARGO) build -p bolt-agent --locked
-	mv $@.tmp $@
+	python3 scripts/stamp-build.py $(AGENT) $@ next
+	@$@ --version | grep -q '+next$$' || { echo "$@: the stamped copy does not report +next" >&2; rm -f $@; exit 1; }
 
 # --- tests ------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 //! Sets `BOLT_VERSION`, the version the agent reports (GetAgentInfo, logs,
 //! `--version`): the crate's version, plus `+<label>` when the build is
-//! labelled with `BOLT_BUILD=<label>` (e.g. `BOLT_BUILD=next` for the second
-//! build of the upgrade test, or a CI build number). Only this crate rebuilds
-//! when the label changes.
+//! labelled with `BOLT_BUILD=<label>` (e.g. a CI build number). Only this
+//! crate rebuilds when the label changes; a built binary can also be stamped
+//! with a label afterwards (scripts/stamp-build.py, as the upgrade test does).
 
 // A build script talks to cargo on stdout and fails by exiting.
 #![allow(clippy::print_stdout, clippy::exit)]

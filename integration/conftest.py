@@ -82,3 +82,73 @@ def stub(agent: Agent):  # type: ignore[no-untyped-def]
     ch.close()
 
 
+
+
+# --- nothing outlives the session ------------------------------------------------------
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids whose parent chain leads to `root` (orphans reparent to it: the
+    session is a child subreaper)."""
+    parents: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(d.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    out = []
+    for pid in parents:
+        p, seen = pid, 0
+        while p in parents and seen < 64:
+            p, seen = parents[p], seen + 1
+            if p == root:
+                out.append(pid)
+                break
+    return out
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """The session adopts every orphan (PR_SET_CHILD_SUBREAPER), so the
+    supervisors and actions that tests leave running stay its descendants; at
+    the end it ends them all, then checks that no agent, spawner or
+    supervisor of its own is left."""
+    import ctypes
+    import signal
+    import time
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    yield
+    me = os.getpid()
+    ours = [p for p in _descendants(me) if p != me]
+    bolt = {p: _comm(p) for p in ours if _comm(p).startswith(("bolt-agent", "bolt-supervise"))}
+    for pid in ours:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+        left = [p for p in _descendants(me) if _comm(p).startswith(("bolt-agent", "bolt-supervise"))]
+        if not left:
+            break
+        time.sleep(0.05)
+    if bolt:
+        names = sorted(set(bolt.values()))
+        print(f"\nsession end: ended {len(bolt)} processes tests left running ({', '.join(names)})")
+    assert not left, f"processes of the session still alive after SIGKILL: {left}"

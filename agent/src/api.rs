@@ -69,6 +69,11 @@ pub(crate) fn identity<T>(req: &Request<T>) -> Result<Arc<PeerIdentity>, Status>
     if let Some(refused) = conn.and_then(|c| c.refused.as_ref()) {
         return Err(Status::resource_exhausted(refused.to_string()));
     }
+    if conn.is_some_and(|c| c.nameless) {
+        return Err(Status::unauthenticated(
+            "the client certificate names no identity: it needs a URI or DNS subject alternative name, or a common name",
+        ));
+    }
     conn.and_then(|c| c.identity.clone())
         .ok_or_else(|| Status::unauthenticated("a client certificate signed by the agent's CA is required"))
 }

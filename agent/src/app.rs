@@ -127,7 +127,7 @@ impl App {
         // Tests and scripts read the bound address (useful with port 0).
         layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false)
             .map_err(data_err)?;
-        tracing::info!(addr = %local, version = crate::VERSION, instance = %c.instance.id, "listening");
+        tracing::info!(addr = %local, version = crate::version(), instance = %c.instance.id, "listening");
         // systemd's Type=notify: ready once the listener is up (no-op elsewhere).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
@@ -193,7 +193,7 @@ impl App {
         let service = BoltService::new(executor, registry, authz, state, dist, admission.clone());
         let bolt =
             BoltServer::new(service).max_decoding_message_size(c.limits.max_message_bytes.as_u64() as usize);
-        let incoming = serve_incoming(listener, tls, c.limits.handshake_timeout, admission.clone());
+        let incoming = serve_incoming(listener, tls, c.limits.handshake_timeout, c.limits.max_handshakes, admission.clone());
 
         let stop = {
             let stop_rx = stop_rx.clone();
@@ -206,6 +206,8 @@ impl App {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .tcp_keepalive(Some(Duration::from_secs(60)))
+            .max_connection_age(c.limits.max_connection_age)
+            .max_connection_age_grace(c.limits.max_connection_age_grace)
             .initial_connection_window_size(Some(4 << 20))
             .initial_stream_window_size(Some(1 << 20))
             .layer(api::RpcLayer)
@@ -333,7 +335,7 @@ fn spawn_memory_trim(executor: Executor, mut stop: watch::Receiver<bool>) {
 
 fn spawn_tls_reload(
     files: Arc<ArcSwap<TlsFiles>>,
-    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -453,7 +455,7 @@ struct Reload {
     overrides: Overrides,
     running: Config,
     tls_files: Arc<ArcSwap<TlsFiles>>,
-    tls: Arc<ArcSwap<rustls::ServerConfig>>,
+    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
     authz: Arc<ArcSwap<Authorizer>>,
     registry: Arc<Registry>,
 }

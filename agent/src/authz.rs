@@ -106,7 +106,19 @@ impl Authorizer {
     /// Whether `identity` holds `permission`, on `pack` when the permission is
     /// about one. Every decision is logged on the `audit` target.
     pub fn check(&self, identity: &str, permission: Permission, pack: Option<&str>) -> Result<(), Denied> {
-        let allowed = if self.default_open {
+        let allowed = self.allows(identity, permission, pack);
+        tracing::debug!(target: "audit", identity, %permission, pack, allowed, "authorization");
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied { identity: identity.to_owned(), permission, pack: pack.map(str::to_owned) })
+        }
+    }
+
+    /// The decision alone, not logged: for filtering many records. Without a
+    /// pack, whether the identity holds the permission on any pack.
+    pub fn allows(&self, identity: &str, permission: Permission, pack: Option<&str>) -> bool {
+        if self.default_open {
             matches!(permission, Permission::Execute | Permission::Read)
         } else {
             self.rules.iter().any(|r| {
@@ -114,12 +126,6 @@ impl Authorizer {
                     && r.identities.iter().any(|m| m.matches(identity))
                     && pack.is_none_or(|p| r.packs.iter().any(|m| m.matches(p)))
             })
-        };
-        tracing::debug!(target: "audit", identity, %permission, pack, allowed, "authorization");
-        if allowed {
-            Ok(())
-        } else {
-            Err(Denied { identity: identity.to_owned(), permission, pack: pack.map(str::to_owned) })
         }
     }
 }
@@ -161,5 +167,20 @@ mod tests {
         let err = a.check("auditor", Permission::Execute, Some("kafka")).expect_err("denied");
         assert_eq!(err.to_string(), "identity \"auditor\" may not execute pack \"kafka\"");
         assert!(a.check("mallory", Permission::Read, None).is_err());
+    }
+
+    #[test]
+    fn a_read_rule_reads_only_its_packs() {
+        let a = authz(
+            r#"
+            [[rules]]
+            identities = ["reader"]
+            allow = ["read"]
+            packs = ["probe"]
+            "#,
+        );
+        assert!(a.check("reader", Permission::Read, Some("probe")).is_ok());
+        assert!(a.check("reader", Permission::Read, Some("secret")).is_err());
+        assert!(a.allows("reader", Permission::Read, None), "some pack is readable");
     }
 }

@@ -106,12 +106,32 @@ impl ExecCgroup {
         let v2 = hier.v2();
         let err = |message: String| CapsError::Cgroup { path: name.to_owned(), message };
         let cg = if v2 {
-            let base = parents.get("").cloned().unwrap_or_default();
-            let path = format!("{}/{name}", base.trim_start_matches('/').trim_end_matches('/'));
-            Cgroup::new(hier, path.trim_start_matches('/')).map_err(|e| err(e.to_string()))?
+            Cgroup::new(hier, v2_path(parents, name)).map_err(|e| err(e.to_string()))?
         } else {
             Cgroup::new_with_relative_paths(hier, name, parents.clone()).map_err(|e| err(e.to_string()))?
         };
+        let this = Self::from_cgroup(cg, v2);
+        if let Err(e) = this.apply(limits) {
+            this.remove(Duration::ZERO);
+            return Err(e);
+        }
+        Ok(this)
+    }
+
+    /// The cgroup `name` below `parents` if it still exists (one left by a
+    /// supervisor that died), without creating anything.
+    pub fn existing(parents: &Parents, name: &str) -> Option<Self> {
+        let hier: Box<dyn Hierarchy> = Box::new(Needed(hierarchies::auto()));
+        let v2 = hier.v2();
+        let cg = if v2 {
+            Cgroup::load(hier, v2_path(parents, name))
+        } else {
+            Cgroup::load_with_relative_paths(hier, name, parents.clone())
+        };
+        cg.exists().then(|| Self::from_cgroup(cg, v2))
+    }
+
+    fn from_cgroup(cg: Cgroup, v2: bool) -> Self {
         let mut this = Self { v2, procs_files: Vec::new(), memory_dir: None, cpuacct_dir: None, cg };
         for sub in this.cg.subsystems() {
             let c = sub.to_controller();
@@ -130,11 +150,7 @@ impl ExecCgroup {
                 this.cpuacct_dir.get_or_insert(dir);
             }
         }
-        if let Err(e) = this.apply(limits) {
-            this.remove(Duration::ZERO);
-            return Err(e);
-        }
-        Ok(this)
+        this
     }
 
     /// Sets the limits (a `None` leaves that resource as it is).
@@ -244,6 +260,12 @@ impl ExecCgroup {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The v2 path of `name` below the agent's original cgroup.
+fn v2_path(parents: &Parents, name: &str) -> String {
+    let base = parents.get("").cloned().unwrap_or_default();
+    format!("{}/{name}", base.trim_start_matches('/').trim_end_matches('/')).trim_start_matches('/').to_owned()
 }
 
 /// A hierarchy narrowed to the controllers executions use. On cgroup v1

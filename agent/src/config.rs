@@ -172,6 +172,17 @@ pub struct LimitsConfig {
     /// Time a client has to finish its TLS handshake.
     #[serde(with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Connections still in their TLS handshake; beyond it the oldest is
+    /// closed, so that connections that never speak TLS cannot use up the
+    /// agent's descriptors.
+    pub max_handshakes: usize,
+    /// A connection older than this is asked to go away (clients reconnect):
+    /// nothing lives forever on a certificate checked once.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    /// Time the calls of a connection past its age get to finish.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age_grace: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -189,6 +200,9 @@ impl Default for LimitsConfig {
             min_free_bytes: ByteSize::mib(64),
             tls_reload_interval: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 64,
+            max_connection_age: Duration::from_secs(24 * 3600),
+            max_connection_age_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -521,8 +535,29 @@ impl Config {
         if config.instance.id.is_empty() {
             config.instance.id = crate::hostname();
         }
+        config.make_paths_absolute()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every path made absolute once, against the working folder at start:
+    /// supervisors and actions run in other folders, and `spec.json` is read
+    /// by a process that never saw this one's working folder. Symbolic links
+    /// are kept as given (an operator may point the data folder elsewhere).
+    fn make_paths_absolute(&mut self) -> Result<(), ConfigError> {
+        let absolute = |p: &mut PathBuf, name: &str| -> Result<(), ConfigError> {
+            *p = std::path::absolute(&*p)
+                .map_err(|e| ConfigError::Invalid(format!("{name} = {:?}: {e}", p.display().to_string())))?;
+            Ok(())
+        };
+        absolute(&mut self.tls_dir, "tls_dir")?;
+        absolute(&mut self.packs_dir, "packs_dir")?;
+        absolute(&mut self.data_dir, "data_dir")?;
+        absolute(&mut self.sync.dir, "sync.dir")?;
+        for key in &mut self.sync.trusted_keys {
+            absolute(key, "sync.trusted_keys")?;
+        }
+        Ok(())
     }
 
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -549,6 +584,7 @@ impl Config {
             ("max_pending", self.limits.max_pending),
             ("max_connections_per_identity", self.limits.max_connections_per_identity),
             ("max_streams_per_identity", self.limits.max_streams_per_identity),
+            ("max_handshakes", self.limits.max_handshakes),
         ] {
             if v == 0 {
                 problems.push(format!("limits.{name} must be at least 1"));
@@ -691,5 +727,22 @@ mod tests {
         assert_eq!(c.listen.port(), 1);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert!(!c.instance.id.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_against_the_working_folder() {
+        let o = Overrides {
+            data_dir: Some(".dev/data".into()),
+            packs_dir: Some("examples/packs/".into()),
+            tls_dir: Some("./certs".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, o).expect("valid");
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(c.data_dir, cwd.join(".dev/data"));
+        assert_eq!(c.packs_dir, cwd.join("examples/packs"));
+        assert_eq!(c.tls_dir, cwd.join("certs"));
+        assert_eq!(c.sync.dir, cwd.join(".dev/data/installed"));
+        assert!(c.data_dir.is_absolute() && c.sync.dir.is_absolute());
     }
 }

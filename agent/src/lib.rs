@@ -45,8 +45,32 @@ pub use app::{App, AppError};
 
 /// The version this build reports (GetAgentInfo, logs, `--version`): the
 /// crate version, plus `+<label>` for a build made with `BOLT_BUILD=<label>`
-/// (see build.rs).
-pub const VERSION: &str = env!("BOLT_VERSION");
+/// (see build.rs) or a binary stamped with a label afterwards.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| match stamped_label() {
+        Some(label) => format!("{}+{label}", env!("CARGO_PKG_VERSION")),
+        None => env!("BOLT_VERSION").to_owned(),
+    })
+}
+
+/// A slot in the binary's read-only data where `scripts/stamp-build.py`
+/// writes a build label into a copy of a built binary (as a packager stamps
+/// a build number), so a labelled binary needs no second compilation: the
+/// marker, then up to 32 label bytes, NUL-padded.
+#[used]
+static BUILD_LABEL_SLOT: [u8; 49] = *b"BOLT-BUILD-LABEL:\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0";
+
+fn stamped_label() -> Option<String> {
+    // Read through an opaque reference: the bytes may have been changed in
+    // the file after compilation.
+    let slot = std::hint::black_box(&BUILD_LABEL_SLOT);
+    let label = slot.get(17..)?;
+    let end = label.iter().position(|b| *b == 0).unwrap_or(label.len());
+    let label = std::str::from_utf8(&label[..end]).ok()?;
+    let valid = !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    valid.then(|| label.to_owned())
+}
 
 /// This host's name, or an empty string.
 pub fn hostname() -> String {

@@ -14,7 +14,7 @@ use bolt_agent::{
 };
 
 #[derive(Parser)]
-#[command(name = "bolt-agent", version = bolt_agent::VERSION, about = "Bolt: whitelisted actions on this instance over mTLS gRPC")]
+#[command(name = "bolt-agent", version = bolt_agent::version(), about = "Bolt: whitelisted actions on this instance over mTLS gRPC")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -142,6 +142,9 @@ fn print_files(files: Vec<PathBuf>) {
 
 fn run(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let config = Config::load(config_path.as_deref(), overrides.clone())?;
+    // What the agent creates (installed packs, virtualenvs, folders) never
+    // depends on the umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     // Niceness is per thread on Linux: set it before the runtime's threads exist.
     let niced = rustix::process::setpriority_process(None, config.agent.nice);
     bolt_agent::memory::limit_arenas();

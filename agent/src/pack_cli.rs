@@ -56,6 +56,9 @@ pub enum PackCommand {
     List {
         #[arg(long, value_enum)]
         stage: Option<Stage>,
+        /// Public keys to check each index's signature against (repeatable).
+        #[arg(long = "trusted-key")]
+        trusted_keys: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -94,6 +97,11 @@ pub struct SignerArgs {
     /// Who is publishing, as the audit trail records it (default USER@HOST).
     #[arg(long, env = "BOLT_IDENTITY")]
     identity: Option<String>,
+    /// Other publishers' public keys whose statements in the bucket may be
+    /// built on (repeatable; the own key is always trusted, and so are the
+    /// `[sync] trusted_keys` of --config).
+    #[arg(long = "trusted-key", env = "BOLT_TRUSTED_KEYS", value_delimiter = ',')]
+    trusted_keys: Vec<PathBuf>,
 }
 
 /// Bucket settings: `--config`'s `[sync]` section, then flags and variables.
@@ -116,14 +124,16 @@ pub struct S3Args {
 }
 
 impl S3Args {
+    fn config(&self) -> anyhow::Result<Option<Config>> {
+        let Some(path) = &self.config else { return Ok(None) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let c = Config::from_toml(&text).with_context(|| format!("{}", path.display()))?;
+        Ok(Some(c))
+    }
+
     fn settings(&self) -> anyhow::Result<(S3Settings, std::time::Duration)> {
-        let (mut s, timeout) = match &self.config {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                let c = Config::from_toml(&text).with_context(|| format!("{}", path.display()))?;
-                (c.sync.s3(), c.sync.request_timeout)
-            }
+        let (mut s, timeout) = match self.config()? {
+            Some(c) => (c.sync.s3(), c.sync.request_timeout),
             None => (S3Settings::default(), std::time::Duration::from_secs(30)),
         };
         if let Some(v) = &self.bucket {
@@ -152,6 +162,17 @@ async fn connect(s3: &S3Args) -> anyhow::Result<Remote> {
     Ok(Remote::connect(&settings, timeout).await?)
 }
 
+/// The signer's key and the keys it builds on: `--trusted-key`s and the
+/// config's `[sync] trusted_keys`.
+fn publisher<'a>(remote: &'a Remote, key: &'a SigningKey, signer: SignerArgs, s3: &S3Args) -> anyhow::Result<Publisher<'a>> {
+    let mut paths = signer.trusted_keys;
+    if let Some(c) = s3.config()? {
+        paths.extend(c.sync.trusted_keys);
+    }
+    let trusted = TrustedKeys::load(&paths)?;
+    Ok(Publisher::new(remote, key, identity(signer.identity), trusted))
+}
+
 fn identity(given: Option<String>) -> String {
     given.filter(|s| !s.is_empty()).unwrap_or_else(|| {
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
@@ -174,7 +195,7 @@ pub fn pack(command: PackCommand) -> anyhow::Result<()> {
         PackCommand::Publish { dir, stage, version, signer, s3 } => runtime()?.block_on(async {
             let remote = connect(&s3).await?;
             let key = SigningKey::load(&signer.key)?;
-            let p = Publisher { remote: &remote, key: &key, identity: identity(signer.identity) };
+            let p = publisher(&remote, &key, signer, &s3)?;
             let done = p.publish(&dir, stage, version.as_deref()).await?;
             if !done.moved && !done.uploaded {
                 println!(
@@ -197,28 +218,37 @@ pub fn pack(command: PackCommand) -> anyhow::Result<()> {
         PackCommand::Promote { name, version, to, signer, s3 } => runtime()?.block_on(async {
             let remote = connect(&s3).await?;
             let key = SigningKey::load(&signer.key)?;
-            let p = Publisher { remote: &remote, key: &key, identity: identity(signer.identity) };
+            let p = publisher(&remote, &key, signer, &s3)?;
             let done = p.promote(&name, &version, to).await?;
             let verb = if done.moved { "promoted" } else { "already in" };
             println!("{verb} {} {} (sha256 {}) to {}", done.pack, done.version, done.sha256, done.stage);
             Ok(())
         }),
-        PackCommand::List { stage, json, s3 } => runtime()?.block_on(async {
+        PackCommand::List { stage, trusted_keys, json, s3 } => runtime()?.block_on(async {
             let remote = connect(&s3).await?;
-            let rows = publish::list(&remote, stage).await?;
+            let trusted = TrustedKeys::load(&trusted_keys)?;
+            let rows = publish::list(&remote, stage, &trusted).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
                 return Ok(());
             }
-            println!("{:<6} {:<24} {:<16} {:<14} {:<5} TARGETS", "STAGE", "PACK", "VERSION", "SHA256", "GEN");
+            println!(
+                "{:<6} {:<24} {:<16} {:<14} {:<14} {:<10} TARGETS",
+                "STAGE", "PACK", "VERSION", "SHA256", "GEN", "SIGNATURE"
+            );
             for r in rows {
                 let targets = r.targets.map_or("all".to_owned(), |t| t.join(","));
+                let check = match r.verified {
+                    Some(true) => "ok",
+                    Some(false) => "UNTRUSTED",
+                    None => "unchecked",
+                };
                 println!(
-                    "{:<6} {:<24} {:<16} {:<14} {:<5} {targets}",
+                    "{:<6} {:<24} {:<16} {:<14} {:<14} {check:<10} {targets}",
                     r.stage.as_str(),
                     r.pack,
                     r.version,
-                    &r.sha256[..r.sha256.len().min(12)],
+                    r.sha256.chars().take(12).collect::<String>(),
                     r.generation
                 );
             }
@@ -227,12 +257,15 @@ pub fn pack(command: PackCommand) -> anyhow::Result<()> {
         PackCommand::Audit { pack, trusted_keys, json, s3 } => runtime()?.block_on(async {
             let remote = connect(&s3).await?;
             let trusted = TrustedKeys::load(&trusted_keys)?;
-            let rows = publish::audit(&remote, pack.as_deref(), &trusted).await?;
+            let trail = publish::audit(&remote, pack.as_deref(), &trusted).await?;
+            for (key, reason) in &trail.unreadable {
+                eprintln!("warning: {key} is not an audit record ({reason}); skipped");
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
+                println!("{}", serde_json::to_string_pretty(&trail.records)?);
                 return Ok(());
             }
-            for a in rows {
+            for a in trail.records {
                 let r = &a.record;
                 let check = match a.verified {
                     Some(true) => "signature ok",

@@ -1,6 +1,7 @@
 //! Packs: versioned folders of whitelisted actions described by `pack.toml`.
 
 pub mod archive;
+pub mod files;
 pub mod manifest;
 pub mod params;
 pub mod registry;

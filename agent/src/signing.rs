@@ -92,6 +92,11 @@ impl SigningKey {
         &self.id
     }
 
+    /// The public half, which the holder of this key always trusts.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey { raw: self.pair.public_key().as_ref().to_vec(), id: self.id.clone() }
+    }
+
     /// Serialises `payload` and signs the text.
     pub fn seal<T: Serialize>(&self, payload: &T) -> Envelope {
         let text = serde_json::to_string(payload).unwrap_or_else(|_| unreachable!("plain structs serialise"));
@@ -136,6 +141,19 @@ impl TrustedKeys {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// These keys and `key` (once).
+    pub fn with(mut self, key: PublicKey) -> Self {
+        if !self.0.iter().any(|k| k.id == key.id) {
+            self.0.push(key);
+        }
+        self
+    }
+
+    /// The ids of the keys trusted, for messages.
+    pub fn ids(&self) -> Vec<&str> {
+        self.0.iter().map(|k| k.id.as_str()).collect()
     }
 
     /// Checks the envelope's signature and parses its payload.

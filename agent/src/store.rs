@@ -173,7 +173,17 @@ impl Store {
     }
 
     pub fn list(&self, q: &Query) -> Result<(Vec<ExecRecord>, bool), StoreError> {
-        self.healed(self.list_now(q))
+        self.list_visible(q, &|_| true)
+    }
+
+    /// Like `list`, counting only the records `visible` lets the caller see
+    /// (so a page is full whenever more of them exist).
+    pub fn list_visible(
+        &self,
+        q: &Query,
+        visible: &dyn Fn(&ExecRecord) -> bool,
+    ) -> Result<(Vec<ExecRecord>, bool), StoreError> {
+        self.healed(self.list_now(q, visible))
     }
 
     pub fn to_compress(&self, before_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
@@ -242,7 +252,7 @@ impl Store {
     }
 
     /// Newest first; returns the page and whether more match.
-    fn list_now(&self, q: &Query) -> Result<(Vec<ExecRecord>, bool), StoreError> {
+    fn list_now(&self, q: &Query, visible: &dyn Fn(&ExecRecord) -> bool) -> Result<(Vec<ExecRecord>, bool), StoreError> {
         let txn = self.db.get()?.begin_read().map_err(db_err)?;
         let table = txn.open_table(EXECUTIONS).map_err(db_err)?;
         let iter = match &q.before {
@@ -257,7 +267,7 @@ impl Store {
                 // Ids are time-ordered: nothing older can match.
                 break;
             }
-            if !q.matches(&rec) {
+            if !q.matches(&rec) || !visible(&rec) {
                 continue;
             }
             if out.len() == q.limit {
@@ -477,7 +487,7 @@ fn apply(db: &Database, ops: &[Op]) -> Result<Vec<Option<ExecRecord>>, StoreErro
                         .map_err(db_err)?
                         .map(|v| decode(v.value()))
                         .transpose()?;
-                    if let Some(existing) = existing {
+                    if let Some(existing) = existing.filter(|e| !e.never_ran) {
                         outcomes.push(Some(existing));
                         continue;
                     }
@@ -534,6 +544,23 @@ mod tests {
         s.put(done).await.expect("put");
         assert!(s.active().expect("active").is_empty());
         assert_eq!(s.get("01").expect("get").map(|r| r.state), Some(ExecState::Succeeded));
+    }
+
+    #[tokio::test]
+    async fn a_key_whose_execution_never_ran_starts_a_new_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&d.path().join("h.redb")).expect("open");
+        let mut first = rec("01", "k");
+        first.state = ExecState::Failed;
+        first.never_ran = true;
+        assert!(matches!(s.create(first).await, Ok(Created::New)));
+        assert!(matches!(s.create(rec("02", "k")).await, Ok(Created::New)), "the retry runs");
+        assert_eq!(s.by_key("me", "k").expect("by_key").map(|r| r.id), Some("02".to_owned()));
+        match s.create(rec("03", "k")).await {
+            Ok(Created::Existing(r)) => assert_eq!(r.id, "02"),
+            other => panic!("expected the retry's execution, got {other:?}"),
+        }
+        assert!(s.get("01").expect("get").is_some(), "the first record stays in the history");
     }
 
     #[tokio::test]

@@ -69,7 +69,7 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
     let resource = Resource::builder()
         .with_service_name(t.service_name.clone())
         .with_attribute(opentelemetry::KeyValue::new("service.instance.id", config.instance.id.clone()))
-        .with_attribute(opentelemetry::KeyValue::new("service.version", crate::VERSION))
+        .with_attribute(opentelemetry::KeyValue::new("service.version", crate::version()))
         .build();
     let otlp_err = |e: &dyn std::fmt::Display| TelemetryError::Otlp {
         endpoint: t.otlp_endpoint.clone(),

@@ -72,7 +72,7 @@ impl TlsFiles {
     /// Builds the server config: TLS 1.3, h2, client certificates verified
     /// against the CA. A client without a certificate completes the
     /// handshake but every call it makes is refused as UNAUTHENTICATED.
-    pub fn server_config(&self) -> Result<Arc<ServerConfig>, TlsError> {
+    pub fn server_config(&self) -> Result<Arc<ServerTls>, TlsError> {
         let ca = load_certs(&self.dir.join(CA_CERT))?;
         let chain = load_certs(&self.dir.join(AGENT_CERT))?;
         let key = load_key(&self.dir.join(AGENT_KEY))?;
@@ -97,11 +97,20 @@ impl TlsFiles {
         let verifier = revoked::RevokedSerials::wrap(verifier, &self.revoked_serials);
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(verifier)
+            .with_client_cert_verifier(verifier.clone())
             .with_single_cert(chain, key)?;
         config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(Arc::new(config))
+        Ok(Arc::new(ServerTls { config: Arc::new(config), verifier }))
     }
+}
+
+/// The server's TLS settings and the client verifier inside them, kept at
+/// hand so that open connections can be checked again when a reload
+/// (a new CRL, a new CA) changes what is trusted.
+#[derive(Debug)]
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -134,7 +134,13 @@ fuzz_target!(|input: Input| {
                 assert!(bound.env[i].0.starts_with("BOLT_ARG_"));
                 let spec = &action.params[*name];
                 if let Some(given) = args.get(*name) {
-                    assert_eq!(given, value, "the given value was changed");
+                    if spec.kind == ParamType::Int {
+                        // Passed in its canonical decimal form.
+                        let n: i64 = given.parse().expect("an accepted int");
+                        assert_eq!(&n.to_string(), value, "not the canonical form");
+                    } else {
+                        assert_eq!(given, value, "the given value was changed");
+                    }
                 } else {
                     assert_eq!(spec.default_text().as_ref(), Some(value), "a value from nowhere");
                 }

@@ -77,6 +77,8 @@ class Agent:
         # The bolt-agent binary this agent runs (default: agent_bin()); may be
         # changed between stop() and start(), e.g. to upgrade to another build.
         self.binary = Path(binary) if binary else None
+        # Descriptors the agent inherits (to check that actions do not).
+        self.pass_fds: tuple[int, ...] = ()
         self.proc: subprocess.Popen[bytes] | None = None
         self.address = ""
         self.port = 0
@@ -101,6 +103,7 @@ class Agent:
             stdout=log,
             stderr=log,
             stdin=subprocess.DEVNULL,
+            pass_fds=self.pass_fds,
             # Each agent's metrics on a port of its own unless told otherwise.
             env={"BOLT_METRICS_LISTEN": "127.0.0.1:0", **os.environ, **(self.env or {})},
         )

@@ -535,11 +535,12 @@ def test_tampered_archive_is_refused_and_the_last_good_version_serves(world: Wor
 
     ok(publish(w, make_pack(w.root, "lc-tamper", "2.0.0"), "dev"))
     sha = tamper(w, "lc-tamper", "2.0.0")
-    p = promote(w, "lc-tamper", "2.0.0", "test")
-    if p.returncode != 0:  # the CLI may check the archive itself; then move the index by hand
-        assert CONTENT_MISMATCH.search(p.stderr), p.stderr
-        size = release(w, "lc-tamper", "2.0.0")["size"]
-        forge_index(w, "test", "lc-tamper", {"version": "2.0.0", "sha256": sha, "size": size, "targets": None})
+    # The publisher checks the archive against its signed statement before promoting...
+    refused(promote(w, "lc-tamper", "2.0.0", "test"), "sha256", "lc-tamper")
+    assert stage_index(w, "test")[0]["packs"]["lc-tamper"]["version"] == "1.0.0"
+    # ...and agents check it too, should a compromised publisher move the index anyway.
+    size = release(w, "lc-tamper", "2.0.0")["size"]
+    forge_index(w, "test", "lc-tamper", {"version": "2.0.0", "sha256": sha, "size": size, "targets": None})
 
     s = wait_error(test, "lc-tamper")
     assert CONTENT_MISMATCH.search(s.last_error), s.last_error
@@ -558,7 +559,14 @@ def test_index_signed_by_an_untrusted_key_is_refused(world: World) -> None:
     wait_version(test, "lc-rogue", "1.0.0")
     good, _ = stage_index(w, "test")
 
-    ok(publish(w, make_pack(w.root, "lc-rogue", "2.0.0"), "test", key="rogue", identity="mallory"))
+    # A publisher never builds on what it cannot verify: the rogue key's
+    # holder, not trusting the release key, is refused before writing anything.
+    before = w.s3.get(f"{PREFIX}/stages/test.json")
+    refused(publish(w, make_pack(w.root, "lc-rogue", "2.0.0"), "test", key="rogue", identity="mallory"), "stages/test.json", w.release_id)
+    assert w.s3.get(f"{PREFIX}/stages/test.json") == before
+    # With the release key trusted it builds on the index, but signs with its own key: agents refuse it.
+    ok(cli(w, "pack", "publish", str(make_pack(w.root, "lc-rogue", "2.0.0")), "--stage", "test", "--key", str(w.keys / "rogue.key"),
+           "--identity", "mallory", "--trusted-key", str(w.keys / "release.pub")))
     wait_error(test, w.rogue_id)
     assert versions(test, "lc-rogue") == {"1.0.0"}
     shows(test, "lc-rogue", "1.0.0")
@@ -760,3 +768,128 @@ def test_each_pack_runs_in_its_own_virtualenv(world: World) -> None:
         assert first_path == f"{venv}/bin" and (folder / ".bolt-ready").exists()
         venvs[name] = venv
     assert venvs["lc-six-new"] == venvs["lc-six-same"] != venvs["lc-six-old"], "the same requirements.txt shares a venv"
+
+
+# --- the publisher trusts nothing it reads from the bucket (hardening, round 2) -----------
+
+
+def cli_at(w: World, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`cli` under another prefix, which no agent follows."""
+    s3 = ["--bucket", BUCKET, "--prefix", prefix, "--endpoint", w.s3.endpoint, "--region", "us-east-1", "--path-style"]
+    return subprocess.run(
+        [str(agent_bin()), *args, *s3], capture_output=True, text=True, timeout=120, env={**os.environ, **w.s3.env}
+    )
+
+
+def unsigned(payload: dict[str, Any], key_id_: str) -> bytes:
+    """An envelope that names a trusted key but carries no valid signature."""
+    return json.dumps({"payload": json.dumps(payload), "key_id": key_id_, "signature": "AAAA"}).encode()
+
+
+def upload_archive(w: World, pack: Path) -> tuple[str, int]:
+    """A well-formed archive of `pack` put straight into the bucket, as an
+    attacker with write access could; returns its sha256 and size."""
+    sha, path = build(pack, w.root / "attacker")
+    body = path.read_bytes()
+    w.s3.put(f"{PREFIX}/archives/{pack.name}/{sha}.tar.gz", body)
+    return sha, len(body)
+
+
+def test_publish_refuses_a_planted_index_and_never_ships_its_backdoor(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-victim", "1.0.0"), "test"))
+    wait_version(test, "lc-victim", "1.0.0")
+    key = f"{PREFIX}/stages/test.json"
+    good = w.s3.get(key)
+
+    sha, size = upload_archive(w, make_pack(w.root, "backdoor", "6.6.6"))
+    planted = open_envelope(good)
+    planted["packs"]["backdoor"] = {"version": "6.6.6", "sha256": sha, "size": size, "targets": None}
+    planted["generation"] += 1
+    rogue_signed = sign_envelope(planted, (w.keys / "rogue.key").read_bytes())
+    for forged, why in ((unsigned(planted, w.release_id), w.release_id), (rogue_signed, w.rogue_id)):
+        w.s3.put(key, forged)
+        # The next ordinary publish refuses to re-sign what it cannot verify.
+        stderr = refused(publish(w, make_pack(w.root, "lc-victim", "1.0.1"), "test"), "stages/test.json", why)
+        assert "--trusted-key" in stderr
+        assert w.s3.get(key) == forged, "a refused publish writes no index"
+        assert etag_or_none(w, f"{PREFIX}/releases/lc-victim/1.0.1.json") is None, "nor anything else"
+    wait_error(test, "stages/test.json")
+    assert versions(test, "backdoor") == set()
+
+    w.s3.put(key, good)  # restored from a trusted copy: publishing works again
+    ok(publish(w, make_pack(w.root, "lc-victim", "1.0.2"), "test"))
+    wait_version(test, "lc-victim", "1.0.2")
+    wait_clean(test)
+    assert "backdoor" not in stage_index(w, "test")[0]["packs"]
+    assert versions(test, "backdoor") == set()
+
+
+def test_promote_trusts_no_forged_audit_record_or_release_statement(world: World) -> None:
+    w = world
+    ok(publish(w, make_pack(w.root, "lc-skip", "1.0.0"), "dev"))
+    rel = release(w, "lc-skip", "1.0.0")
+    # Forged audit records claim 1.0.0 went through test: one signed by the
+    # rogue key, one naming the release key without its signature.
+    record = {"kind": "audit", "event": "promote", "pack": "lc-skip", "version": "1.0.0", "sha256": rel["sha256"],
+              "stage": "test", "from_stage": "dev", "identity": "ci@test", "key_id": w.release_id, "host": "x",
+              "at": "2026-01-01T00:00:00.000Z"}
+    w.s3.put(f"{PREFIX}/audit/2026-01-01T000000.000Z-forged1.json", sign_envelope(record, (w.keys / "rogue.key").read_bytes()))
+    w.s3.put(f"{PREFIX}/audit/2026-01-01T000000.000Z-forged2.json", unsigned(record, w.release_id))
+    w.s3.put(f"{PREFIX}/audit/2026-01-01T000000.000Z-garbage.json", b"not json at all")
+    prod_before = etag_or_none(w, f"{PREFIX}/stages/prod.json")
+    refused(promote(w, "lc-skip", "1.0.0", "prod"), "lc-skip", "test")
+    assert etag_or_none(w, f"{PREFIX}/stages/prod.json") == prod_before
+    # The audit listing shows them as what they are, and skips the garbage with a warning.
+    p = cli(w, "pack", "audit", "--pack", "lc-skip", "--trusted-key", str(w.keys / "release.pub"), "--json")
+    rows = json.loads(ok(p))
+    assert sorted(r["verified"] for r in rows) == [False, False, True]
+    assert "garbage" in p.stderr
+
+    # A release statement replaced by one of the rogue key, naming an evil archive.
+    ok(publish(w, make_pack(w.root, "lc-swap", "1.0.0"), "dev"))
+    evil_sha, evil_size = upload_archive(w, make_pack(w.root, "lc-swap", "1.0.0"))
+    forged = {**release(w, "lc-swap", "1.0.0"), "sha256": evil_sha, "size": evil_size}
+    w.s3.put(f"{PREFIX}/releases/lc-swap/1.0.0.json", sign_envelope(forged, (w.keys / "rogue.key").read_bytes()))
+    refused(promote(w, "lc-swap", "1.0.0", "test"), "releases/lc-swap/1.0.0.json", w.rogue_id)
+    w.s3.put(f"{PREFIX}/releases/lc-swap/1.0.0.json", unsigned(forged, w.release_id))
+    refused(promote(w, "lc-swap", "1.0.0", "test"), "releases/lc-swap/1.0.0.json")
+    assert "lc-swap" not in stage_index(w, "test")[0]["packs"]
+
+
+def test_a_deleted_stage_index_is_rebuilt_from_the_audit_trail(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-keep", "1.0.0"), "test"))
+    ok(publish(w, make_pack(w.root, "lc-next", "1.0.0"), "test"))
+    wait_version(test, "lc-next", "1.0.0")
+    wait_version(test, "lc-keep", "1.0.0")
+    before = stage_index(w, "test")[0]
+    held = sync_state(test).generation
+
+    w.s3.client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/stages/test.json")
+    ok(publish(w, make_pack(w.root, "lc-next", "2.0.0"), "test"))
+    after = open_envelope(w.s3.get(f"{PREFIX}/stages/test.json"), (w.keys / "release.pub").read_bytes())
+    assert after["generation"] > max(before["generation"], held), "agents must take the new index"
+    assert after["packs"]["lc-keep"] == before["packs"]["lc-keep"], "packs of the stage are kept"
+    assert after["packs"]["lc-next"]["version"] == "2.0.0"
+    wait_version(test, "lc-next", "2.0.0")
+    wait_clean(test)
+    assert versions(test, "lc-keep") == {"1.0.0"}
+    shows(test, "lc-next", "2.0.0")
+
+
+def test_a_generation_at_its_limit_is_refused_not_wrapped(world: World) -> None:
+    w = world
+    prefix = "limits"
+    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.0")), "--stage", "dev", "--key", str(w.keys / "release.key")))
+    key = f"{prefix}/stages/dev.json"
+    index = open_envelope(w.s3.get(key))
+    index["generation"] = 2**64 - 1
+    w.s3.put(key, sign_envelope(index, (w.keys / "release.key").read_bytes()))
+    p = cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.1")), "--stage", "dev", "--key", str(w.keys / "release.key"))
+    refused(p, "generation", str(2**64 - 1))
+    assert open_envelope(w.s3.get(key))["generation"] == 2**64 - 1
+    # A generation beyond 64 bits is not an index this publisher builds on either.
+    w.s3.put(key, w.s3.get(key).replace(b'\\"generation\\":18446744073709551615', b'\\"generation\\":1000000000000000000000000000000'))
+    refused(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.2")), "--stage", "dev", "--key", str(w.keys / "release.key")), "stages/dev.json")
+

@@ -2,9 +2,10 @@
 a different build (a newer version string) on the same data folder, and every
 action ends SUCCEEDED with its whole output; followers resume where they were.
 
-The "newer" build is the same source built with BOLT_BUILD=next (version
-<crate version>+next, see agent/build.rs); `make test-integration` builds it
-(`make agent-next`) and passes its path as BOLT_AGENT_NEXT_BIN."""
+The "newer" build is a copy of the binary under test stamped with the build
+label "next" (version <crate version>+next, see scripts/stamp-build.py);
+`make test-integration` makes it (`make agent-next`) and passes its path as
+BOLT_AGENT_NEXT_BIN."""
 
 from __future__ import annotations
 

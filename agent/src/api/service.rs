@@ -45,7 +45,7 @@ pub struct AgentState {
 impl AgentState {
     pub fn new(config: &Config, shutdown: watch::Receiver<bool>) -> Self {
         Self {
-            version: crate::VERSION,
+            version: crate::version(),
             started_at: SystemTime::now(),
             instance: config.instance.clone(),
             hostname: crate::hostname(),
@@ -272,6 +272,7 @@ impl Bolt for BoltService {
         self.authz.load().check(&who.name, Permission::Read, None)?;
         let id = convert::execution_id(&req.get_ref().execution_id)?;
         let rec = self.executor.get(&id)?.ok_or_else(|| Status::not_found(format!("no execution {id}")))?;
+        self.authz.load().check(&who.name, Permission::Read, Some(&rec.pack))?;
         Ok(Response::new(convert::execution(&rec)))
     }
 
@@ -285,6 +286,9 @@ impl Bolt for BoltService {
         let r = req.into_inner();
         convert::name_filter("pack", &r.pack)?;
         convert::name_filter("action", &r.action)?;
+        if !r.pack.is_empty() {
+            self.authz.load().check(&who.name, Permission::Read, Some(&r.pack))?;
+        }
         let nonempty = |s: String| (!s.is_empty()).then_some(s);
         let query = Query {
             limit: match r.page_size {
@@ -300,7 +304,11 @@ impl Bolt for BoltService {
             until_ms: r.until.as_ref().map(convert::from_timestamp),
         };
         let store = self.executor.store().clone();
-        let (page, more) = tokio::task::spawn_blocking(move || store.list(&query))
+        // Only executions of packs the caller may read are listed.
+        let authz = self.authz.load_full();
+        let (page, more) = tokio::task::spawn_blocking(move || {
+            store.list_visible(&query, &|rec| authz.allows(&who.name, Permission::Read, Some(&rec.pack)))
+        })
             .await
             .map_err(|e| Status::internal(e.to_string()))??;
         let next_page_token =
@@ -330,6 +338,8 @@ impl Bolt for BoltService {
         self.authz.load().check(&who.name, Permission::Read, None)?;
         let r = req.into_inner();
         let id = convert::execution_id(&r.execution_id)?;
+        let rec = self.executor.get(&id)?.ok_or_else(|| Status::not_found(format!("no execution {id}")))?;
+        self.authz.load().check(&who.name, Permission::Read, Some(&rec.pack))?;
         let permit =
             self.admission.stream(&who.name).map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let rx = output::stream(&self.executor, &id, r.offset, r.follow, self.state.shutdown.clone())?;

@@ -1,15 +1,15 @@
 //! The publisher's side: `pack publish`, `pack promote`, `pack list` and
 //! `pack audit`. Every change is signed and leaves an audit record.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{
     records::{
-        now_rfc3339, AuditRecord, Release, Stage, StageEntry, StageIndex, KIND_AUDIT, KIND_RELEASE,
-        KIND_STAGE,
+        now_rfc3339, valid_sha256, AuditRecord, Release, Stage, StageEntry, StageIndex, KIND_AUDIT,
+        KIND_RELEASE, KIND_STAGE,
     },
     remote::{Fetched, Put, Remote, RemoteError},
 };
@@ -51,13 +51,25 @@ pub enum PublishError {
     BadVersion(String),
     #[error("{key}: {message}")]
     Corrupt { key: String, message: String },
+    #[error(
+        "{key}: {source}. The publisher builds only on what it can verify: if the signer is yours, \
+         pass its public key with --trusted-key; otherwise someone wrote to the bucket without a \
+         trusted key, and the object must be restored from a trusted copy"
+    )]
+    Unverified { key: String, source: SigningError },
+    #[error("the archive of {pack} {version} in the bucket is not the one its release statement signs: {problem}")]
+    ArchiveMismatch { pack: String, version: String, problem: String },
+    #[error("{key}: generation {generation} cannot be raised; the index must be re-created by hand")]
+    GenerationExhausted { key: String, generation: u64 },
 }
 
-/// Who is publishing: their key and the name the audit trail records.
+/// Who is publishing: their key, the name the audit trail records, and the
+/// keys whose statements in the bucket they build on.
 pub struct Publisher<'a> {
-    pub remote: &'a Remote,
-    pub key: &'a SigningKey,
-    pub identity: String,
+    remote: &'a Remote,
+    key: &'a SigningKey,
+    identity: String,
+    trusted: TrustedKeys,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +85,14 @@ pub struct Published {
     pub moved: bool,
 }
 
-impl Publisher<'_> {
+impl<'a> Publisher<'a> {
+    /// A publisher trusts its own key and `trusted`; nothing it reads from the
+    /// bucket is used before its signature checks out against one of them.
+    pub fn new(remote: &'a Remote, key: &'a SigningKey, identity: String, trusted: TrustedKeys) -> Self {
+        let trusted = trusted.with(key.public_key());
+        Self { remote, key, identity, trusted }
+    }
+
     /// Builds `dir`, uploads it and points `stage` at it.
     pub async fn publish(
         &self,
@@ -85,6 +104,8 @@ impl Publisher<'_> {
             return Err(PublishError::PublishStage(stage));
         }
         let built = archive::build(dir, version)?;
+        // Nothing is written before the stage's index checks out.
+        read_stage(self.remote, stage, &self.trusted).await?;
         let layout = &self.remote.layout;
         let size = built.bytes.len() as u64;
         if let Some(existing) = self.release(&built.name, &built.version).await? {
@@ -112,10 +133,7 @@ impl Publisher<'_> {
             at: now_rfc3339(),
         };
         let statement = self.key.seal(&release).to_vec();
-        self.remote
-            .put_new(&layout.archive_statement(&built.name, &built.sha256), statement.clone(), JSON)
-            .await?;
-        if self.remote.put_new(&layout.release(&built.name, &built.version), statement, JSON).await?
+        if self.remote.put_new(&layout.release(&built.name, &built.version), statement.clone(), JSON).await?
             == Put::Conflict
         {
             // Someone published the same version at the same moment.
@@ -128,6 +146,9 @@ impl Publisher<'_> {
                 });
             }
         }
+        // Only once the version is ours: a statement by sha256 is what a dev
+        // build by sha256 runs, so a publish that lost the race leaves none.
+        self.remote.put_new(&layout.archive_statement(&built.name, &built.sha256), statement, JSON).await?;
         let entry = StageEntry {
             version: built.version.clone(),
             sha256: built.sha256.clone(),
@@ -158,20 +179,16 @@ impl Publisher<'_> {
             .release(pack, version)
             .await?
             .ok_or_else(|| PublishError::NoRelease { pack: pack.into(), version: version.into() })?;
-        if !self.remote.exists(&self.remote.layout.archive(pack, &release.sha256)).await? {
-            return Err(PublishError::NoArchive {
-                pack: pack.into(),
-                version: version.into(),
-                sha256: release.sha256,
-            });
-        }
-        let (current, _) = read_stage(self.remote, from).await?;
+        self.check_archive(&release).await?;
+        let (current, _) = read_stage(self.remote, from, &self.trusted).await?;
         let in_previous =
             current.packs.get(pack).is_some_and(|e| e.version == version && e.sha256 == release.sha256)
-                || audit(self.remote, Some(pack), &TrustedKeys::default())
-                    .await?
-                    .iter()
-                    .any(|r| r.record.sha256 == release.sha256 && r.record.stage == from);
+                || audit(self.remote, Some(pack), &self.trusted).await?.records.iter().any(|r| {
+                    r.verified == Some(true)
+                        && r.record.version == version
+                        && r.record.sha256 == release.sha256
+                        && r.record.stage == from
+                });
         if !in_previous {
             return Err(PublishError::NotInPreviousStage {
                 pack: pack.into(),
@@ -200,30 +217,91 @@ impl Publisher<'_> {
         })
     }
 
+    /// The release statement of `pack` `version`, verified.
     async fn release(&self, pack: &str, version: &str) -> Result<Option<Release>, PublishError> {
         let key = self.remote.layout.release(pack, version);
-        match self.remote.get(&key, None, MAX_RECORD_BYTES).await? {
-            Fetched::Found { bytes, .. } => {
-                let release: Release = Envelope::from_slice(&bytes)
-                    .and_then(|e| e.peek())
-                    .map_err(|e| PublishError::Corrupt { key, message: e.to_string() })?;
-                Ok(Some(release))
-            }
-            Fetched::NotFound | Fetched::NotModified => Ok(None),
+        let bytes = match self.remote.get(&key, None, MAX_RECORD_BYTES).await? {
+            Fetched::Found { bytes, .. } => bytes,
+            Fetched::NotFound | Fetched::NotModified => return Ok(None),
+        };
+        let envelope =
+            Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.clone(), message: e.to_string() })?;
+        let release: Release = self
+            .trusted
+            .open(&envelope)
+            .map_err(|source| PublishError::Unverified { key: key.clone(), source })?;
+        if release.kind != KIND_RELEASE
+            || release.pack != pack
+            || release.version != version
+            || !valid_sha256(&release.sha256)
+        {
+            return Err(PublishError::Corrupt {
+                key,
+                message: format!(
+                    "the signed statement describes {:?} {:?} {:?} ({:?}), not {pack} {version}",
+                    release.kind, release.pack, release.version, release.sha256
+                ),
+            });
         }
+        Ok(Some(release))
+    }
+
+    /// The archive in the bucket is the one the release statement signs.
+    async fn check_archive(&self, release: &Release) -> Result<(), PublishError> {
+        let key = self.remote.layout.archive(&release.pack, &release.sha256);
+        let mismatch = |problem: String| PublishError::ArchiveMismatch {
+            pack: release.pack.clone(),
+            version: release.version.clone(),
+            problem,
+        };
+        let bytes = match self.remote.get(&key, None, release.size).await {
+            Ok(Fetched::Found { bytes, .. }) => bytes,
+            Ok(Fetched::NotFound | Fetched::NotModified) => {
+                return Err(PublishError::NoArchive {
+                    pack: release.pack.clone(),
+                    version: release.version.clone(),
+                    sha256: release.sha256.clone(),
+                })
+            }
+            Err(RemoteError::TooLarge { .. }) => {
+                return Err(mismatch(format!(
+                    "{key} is larger than the {} bytes its statement signs (sha256 {})",
+                    release.size, release.sha256
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let actual = archive::sha256_hex(&bytes);
+        if actual != release.sha256 || bytes.len() as u64 != release.size {
+            return Err(mismatch(format!(
+                "{key} has sha256 {actual} and {} bytes; the statement signs sha256 {} and {} bytes",
+                bytes.len(),
+                release.sha256,
+                release.size
+            )));
+        }
+        Ok(())
     }
 
     /// Read-modify-write of a stage index, guarded by its ETag; false if it
     /// already pointed to `entry`.
     async fn move_stage(&self, stage: Stage, pack: &str, entry: StageEntry) -> Result<bool, PublishError> {
         for _ in 0..STAGE_ATTEMPTS {
-            let (mut index, etag) = read_stage(self.remote, stage).await?;
-            if index.packs.get(pack) == Some(&entry) {
+            let (mut index, etag) = read_stage(self.remote, stage, &self.trusted).await?;
+            if etag.is_none() {
+                index = self.rebuild_stage(stage).await?;
+            }
+            if index.packs.get(pack) == Some(&entry) && etag.is_some() {
                 return Ok(false);
             }
             index.packs.insert(pack.into(), entry.clone());
             index.kind = KIND_STAGE.into();
-            index.generation += 1;
+            index.generation = next_generation(index.generation).ok_or_else(|| {
+                PublishError::GenerationExhausted {
+                    key: self.remote.layout.stage(stage),
+                    generation: index.generation,
+                }
+            })?;
             index.updated_at = now_rfc3339();
             index.updated_by = self.identity.clone();
             let bytes = self.key.seal(&index).to_vec();
@@ -233,6 +311,42 @@ impl Publisher<'_> {
             }
         }
         Err(PublishError::Contended(stage))
+    }
+
+    /// A stage whose index is missing (deleted, or never written): what the
+    /// verified audit trail says each pack of the stage was last moved to.
+    /// Agents refuse an older generation, and the rebuilt index's generation
+    /// (at least the time in milliseconds) is above any they hold.
+    async fn rebuild_stage(&self, stage: Stage) -> Result<StageIndex, PublishError> {
+        let mut index = StageIndex::empty(stage);
+        let trail = audit(self.remote, None, &self.trusted).await?;
+        let mut last: BTreeMap<String, AuditRecord> = BTreeMap::new();
+        for a in trail.records.into_iter().filter(|a| a.verified == Some(true) && a.record.stage == stage) {
+            last.insert(a.record.pack.clone(), a.record);
+        }
+        for (pack, record) in last {
+            let Some(release) = self.release(&pack, &record.version).await? else { continue };
+            if release.sha256 != record.sha256 {
+                continue;
+            }
+            index.packs.insert(
+                pack,
+                StageEntry {
+                    version: release.version,
+                    sha256: release.sha256,
+                    size: release.size,
+                    targets: release.targets,
+                },
+            );
+        }
+        if !index.packs.is_empty() {
+            tracing::warn!(
+                stage = %stage,
+                packs = index.packs.len(),
+                "the stage index was missing; rebuilt from the verified audit trail"
+            );
+        }
+        Ok(index)
     }
 
     async fn audit(
@@ -274,20 +388,60 @@ fn check_names(pack: &str, version: &str) -> Result<(), PublishError> {
     Ok(())
 }
 
-/// A stage's index and its ETag; an empty index if there is none yet. The
-/// signature is not checked here: the publisher only builds on it, and the
-/// agents check what they install.
-pub async fn read_stage(remote: &Remote, stage: Stage) -> Result<(StageIndex, Option<String>), PublishError> {
+/// The next generation of an index: one more, and at least the time in
+/// milliseconds, so that an index re-created after a deletion is still newer
+/// than every one agents have seen. None past the largest.
+fn next_generation(current: u64) -> Option<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    current.checked_add(1).filter(|g| *g < u64::MAX).map(|g| g.max(now))
+}
+
+/// A stage's index, verified against `trusted`, and its ETag; an empty index
+/// and no ETag if there is none.
+pub async fn read_stage(
+    remote: &Remote,
+    stage: Stage,
+    trusted: &TrustedKeys,
+) -> Result<(StageIndex, Option<String>), PublishError> {
     let key = remote.layout.stage(stage);
-    match remote.get(&key, None, MAX_RECORD_BYTES).await? {
-        Fetched::Found { bytes, etag } => {
-            let index: StageIndex = Envelope::from_slice(&bytes)
-                .and_then(|e| e.peek())
-                .map_err(|e| PublishError::Corrupt { key, message: e.to_string() })?;
-            Ok((index, etag))
-        }
-        Fetched::NotFound | Fetched::NotModified => Ok((StageIndex::empty(stage), None)),
+    let (bytes, etag) = match remote.get(&key, None, MAX_RECORD_BYTES).await? {
+        Fetched::Found { bytes, etag } => (bytes, etag),
+        Fetched::NotFound | Fetched::NotModified => return Ok((StageIndex::empty(stage), None)),
+    };
+    let envelope =
+        Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.clone(), message: e.to_string() })?;
+    let index: StageIndex =
+        trusted.open(&envelope).map_err(|source| PublishError::Unverified { key: key.clone(), source })?;
+    if index.kind != KIND_STAGE || index.stage != stage {
+        return Err(PublishError::Corrupt {
+            key,
+            message: format!("the signed payload is a {:?} of stage {}, not the index of {stage}", index.kind, index.stage),
+        });
     }
+    // An ETag is what the next write is conditional on; without one the
+    // index would be treated as missing.
+    Ok((index, Some(etag.unwrap_or_default())))
+}
+
+/// A stage's index as stored, without trusting it, and whether its signature
+/// checks out against `trusted` (None when no key is given).
+async fn peek_stage(
+    remote: &Remote,
+    stage: Stage,
+    trusted: &TrustedKeys,
+) -> Result<Option<(StageIndex, Option<bool>)>, PublishError> {
+    let key = remote.layout.stage(stage);
+    let bytes = match remote.get(&key, None, MAX_RECORD_BYTES).await? {
+        Fetched::Found { bytes, .. } => bytes,
+        Fetched::NotFound | Fetched::NotModified => return Ok(None),
+    };
+    let envelope =
+        Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.clone(), message: e.to_string() })?;
+    let index: StageIndex = envelope.peek().map_err(|e| PublishError::Corrupt { key, message: e.to_string() })?;
+    let verified = (!trusted.is_empty()).then(|| trusted.open::<StageIndex>(&envelope).is_ok_and(|v| v == index));
+    Ok(Some((index, verified)))
 }
 
 /// One row of `pack list`.
@@ -301,13 +455,16 @@ pub struct Listed {
     pub generation: u64,
     pub updated_at: String,
     pub updated_by: String,
+    /// Whether the index's signature checks out against the keys given
+    /// (None when no key was given).
+    pub verified: Option<bool>,
 }
 
 /// What each stage (or the one given) points to.
-pub async fn list(remote: &Remote, only: Option<Stage>) -> Result<Vec<Listed>, PublishError> {
+pub async fn list(remote: &Remote, only: Option<Stage>, trusted: &TrustedKeys) -> Result<Vec<Listed>, PublishError> {
     let mut out = Vec::new();
     for stage in Stage::ALL.into_iter().filter(|s| only.is_none_or(|o| o == *s)) {
-        let (index, _) = read_stage(remote, stage).await?;
+        let Some((index, verified)) = peek_stage(remote, stage, trusted).await? else { continue };
         for (pack, e) in index.packs {
             out.push(Listed {
                 stage,
@@ -318,6 +475,7 @@ pub async fn list(remote: &Remote, only: Option<Stage>) -> Result<Vec<Listed>, P
                 generation: index.generation,
                 updated_at: index.updated_at.clone(),
                 updated_by: index.updated_by.clone(),
+                verified,
             });
         }
     }
@@ -334,30 +492,46 @@ pub struct Audited {
     pub object: String,
 }
 
-/// The audit trail, oldest first, optionally of one pack.
+/// The audit trail, oldest first, optionally of one pack, and the objects
+/// under the audit prefix that are not audit records at all (key, reason):
+/// reported, never trusted, and no reason to hide the rest.
 pub async fn audit(
     remote: &Remote,
     pack: Option<&str>,
     trusted: &TrustedKeys,
-) -> Result<Vec<Audited>, PublishError> {
+) -> Result<AuditTrail, PublishError> {
     let keys = remote.list(&remote.layout.audit_prefix()).await?;
     let fetched: Vec<(String, Fetched)> = stream::iter(keys)
         .map(|key| async move { remote.get(&key, None, MAX_RECORD_BYTES).await.map(|f| (key, f)) })
         .buffered(16)
         .try_collect()
         .await?;
-    let mut out = Vec::new();
+    let mut trail = AuditTrail::default();
     for (key, f) in fetched {
         let Fetched::Found { bytes, .. } = f else { continue };
-        let corrupt = |e: SigningError| PublishError::Corrupt { key: key.clone(), message: e.to_string() };
-        let envelope = Envelope::from_slice(&bytes).map_err(corrupt)?;
-        let record: AuditRecord = envelope.peek().map_err(corrupt)?;
+        let parsed = Envelope::from_slice(&bytes)
+            .and_then(|envelope| envelope.peek::<AuditRecord>().map(|record| (envelope, record)));
+        let (envelope, record) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                trail.unreadable.push((key, e.to_string()));
+                continue;
+            }
+        };
         if pack.is_some_and(|p| record.pack != p) {
             continue;
         }
-        let verified =
-            (!trusted.is_empty()).then(|| trusted.open::<AuditRecord>(&envelope).is_ok_and(|r| r == record));
-        out.push(Audited { record, verified, object: key });
+        let verified = (!trusted.is_empty()).then(|| {
+            trusted.open::<AuditRecord>(&envelope).is_ok_and(|r| r == record && r.key_id == envelope.key_id)
+        });
+        trail.records.push(Audited { record, verified, object: key });
     }
-    Ok(out)
+    Ok(trail)
+}
+
+/// What `audit` read.
+#[derive(Debug, Default)]
+pub struct AuditTrail {
+    pub records: Vec<Audited>,
+    pub unreadable: Vec<(String, String)>,
 }

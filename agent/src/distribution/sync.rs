@@ -94,6 +94,10 @@ struct State {
     generation: u64,
     /// ETag of the index last applied in full; None forces a full check.
     etag: Option<String>,
+    /// sha256 of the signed payload of the index at `generation`: another
+    /// payload with the same generation is refused.
+    #[serde(default)]
+    index_sha256: Option<String>,
     packs: Vec<Installed>,
 }
 
@@ -360,6 +364,18 @@ async fn round(
             ),
         ));
     }
+    let payload_sha256 = sha256_hex(envelope.payload.as_bytes());
+    if index.generation == state.generation
+        && state.index_sha256.as_ref().is_some_and(|applied| *applied != payload_sha256)
+    {
+        return Err(one(
+            "rollback",
+            format!(
+                "{key}: generation {} has other content than the index applied at that generation; refusing it",
+                index.generation
+            ),
+        ));
+    }
     let wanted: Vec<(&String, &StageEntry)> =
         index.packs.iter().filter(|(_, e)| e.targets_app(&dist.app)).collect();
     let current: HashMap<String, Installed> =
@@ -390,6 +406,7 @@ async fn round(
     let changed = next != state.packs;
     state.packs = next;
     state.generation = index.generation;
+    state.index_sha256 = Some(payload_sha256);
     state.etag = if errors.is_empty() { etag } else { None };
     if let Err(e) = dist.write_state(state) {
         errors.push(Failure::new(

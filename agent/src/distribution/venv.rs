@@ -51,6 +51,9 @@ impl Venvs {
             Ok(m) if m.len() > MAX_REQUIREMENTS_BYTES => {
                 return Err(VenvError::Read { path, source: std::io::Error::other("larger than 1 MiB") })
             }
+            Ok(m) if !m.is_file() => {
+                return Err(VenvError::Read { path, source: std::io::Error::other("not a regular file") })
+            }
             Ok(_) => {}
         }
         let bytes = std::fs::read(&path).map_err(|source| VenvError::Read { path, source })?;

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use super::{
-    layout::{self, unix_ms, ExecDir, ExitRecord, KillRequest, Layout, Outcome, PidFile, Spec},
+    layout::{self, unix_ms, ExecDir, ExitRecord, KillRequest, Layout, Origin, Outcome, PidFile, Spec},
     spawn,
 };
 use crate::{
@@ -181,7 +181,8 @@ impl Executor {
         // A retry of an accepted key starts nothing: it is answered before
         // the caps, which only bound new executions.
         if !req.idempotency_key.is_empty() {
-            if let Some(existing) = self.inner.store.by_key(&req.caller, &req.idempotency_key)? {
+            let known = self.inner.store.by_key(&req.caller, &req.idempotency_key)?;
+            if let Some(existing) = known.filter(|e| !e.never_ran) {
                 if let Some(dir) = &req.dev_dir {
                     let _ = std::fs::remove_dir_all(dir);
                 }
@@ -280,6 +281,18 @@ impl Executor {
             nice: self.inner.cfg.nice,
             caps: self.caps_for(&req.action, &record.id),
             run_as,
+            origin: Some(Origin {
+                pack: record.pack.clone(),
+                action: record.action.clone(),
+                pack_version: record.pack_version.clone(),
+                args: record.args.clone(),
+                caller: record.caller.clone(),
+                idempotency_key: record.idempotency_key.clone(),
+                request_hash: record.request_hash.clone(),
+                timeout_ms: record.timeout_ms,
+                created_at_ms: record.created_at_ms,
+                dev_dir: record.dev_dir.clone(),
+            }),
         };
         crate::telemetry::metrics::execution_started(&record.pack, &record.action);
         let span = tracing::info_span!("execution", id = %record.id, caller = %record.caller, pack = %record.pack, action = %record.action);
@@ -351,6 +364,7 @@ impl Executor {
         if let Some(mut rec) = self.current(id) {
             rec.state = ExecState::Failed;
             rec.error = error;
+            rec.never_ran = true;
             rec.ended_at_ms = Some(unix_ms(SystemTime::now()));
             self.end(rec).await;
         }
@@ -359,7 +373,12 @@ impl Executor {
     /// Reads `exit.json` (or its absence) into the final record.
     async fn finalize(&self, id: &str, dir: &ExecDir) {
         let Some(mut rec) = self.current(id) else { return };
-        apply_exit(&mut rec, dir.read_exit());
+        let exit = dir.read_exit();
+        if exit.is_none() {
+            let orphaned = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || end_orphaned_action(&orphaned)).await;
+        }
+        apply_exit(&mut rec, exit);
         tracing::info!(state = rec.state.as_str(), exit_code = rec.exit_code, signal = rec.signal, "ended");
         self.end(rec).await;
     }
@@ -474,6 +493,7 @@ impl Executor {
     /// Reconciles the history with the execution folders after a start:
     /// finished ones are recorded, running ones re-attached, the rest LOST.
     pub async fn recover(&self) -> Result<(), ExecError> {
+        let adopted = self.adopt().await?;
         let active = self.inner.store.active()?;
         let (mut attached, mut ended) = (0, 0);
         for rec in active {
@@ -508,9 +528,11 @@ impl Executor {
                     } else if !dir.path(layout::OUTPUT).exists() && !dir.path(layout::CHILD_PID).exists() {
                         // No supervisor ever ran it: it is known not to have run.
                         rec.state = ExecState::Failed;
-                        rec.error = "the agent stopped before the action was started; it did not run".into();
+                        rec.error = "the agent stopped before the action was started; it did not run (a retry with the same idempotency key runs it)".into();
+                        rec.never_ran = true;
                         rec.ended_at_ms = Some(unix_ms(SystemTime::now()));
                     } else {
+                        end_orphaned_action(&dir);
                         apply_exit(&mut rec, None);
                     }
                     tracing::info!(state = rec.state.as_str(), "recovered");
@@ -519,26 +541,60 @@ impl Executor {
                 }
             }
         }
-        let swept = self.sweep()?;
-        tracing::info!(attached, ended, swept, "recovered executions");
+        tracing::info!(attached, ended, adopted, "recovered executions");
         Ok(())
     }
 
-    /// Removes folders that no record refers to (leftovers of a crash).
-    fn sweep(&self) -> Result<usize, ExecError> {
-        let mut n = 0;
+    /// Execution folders the history does not know: the history lost their
+    /// records (emptied, replaced, moved aside). Each one whose `spec.json`
+    /// names its request gets its record back, as RUNNING, for the
+    /// reconciliation that follows to settle; nothing is deleted but the
+    /// hidden `.<id>` folders of removals cut short. Returns how many.
+    async fn adopt(&self) -> Result<usize, ExecError> {
+        let (mut adopted, mut unknown) = (0, 0);
         for name in self.inner.layout.list()? {
-            let orphan = match name.strip_prefix('.') {
-                Some(_) => true,
-                None => !self.inner.store.contains(&name)?,
-            };
-            if orphan {
-                let path = self.inner.layout.root.join(&name);
+            let path = self.inner.layout.root.join(&name);
+            if name.starts_with('.') {
                 let _ = std::fs::remove_dir_all(&path);
-                n += 1;
+                continue;
+            }
+            if self.inner.store.contains(&name)? {
+                continue;
+            }
+            let dir = self.inner.layout.dir(&name);
+            let origin = dir.read_spec().ok().filter(|s| s.execution_id == name).and_then(|s| s.origin);
+            let Some(o) = origin.filter(|_| uuid::Uuid::parse_str(&name).is_ok()) else {
+                unknown += 1;
+                tracing::warn!(folder = %path.display(), "an execution folder the history does not know, without a readable spec.json; left alone");
+                continue;
+            };
+            let rec = ExecRecord {
+                id: name.clone(),
+                pack: o.pack,
+                action: o.action,
+                pack_version: o.pack_version,
+                state: ExecState::Running,
+                args: o.args,
+                caller: o.caller,
+                idempotency_key: o.idempotency_key,
+                request_hash: o.request_hash,
+                timeout_ms: o.timeout_ms,
+                created_at_ms: o.created_at_ms,
+                started_at_ms: Some(o.created_at_ms),
+                dev_dir: o.dev_dir,
+                supervisor_pid: dir.supervisor().map_or(0, |p| p.pid as u32),
+                compressed: dir.path(layout::OUTPUT_ZST).exists() && !dir.path(layout::OUTPUT).exists(),
+                ..Default::default()
+            };
+            match self.inner.store.create(rec).await? {
+                Created::New => adopted += 1,
+                Created::Existing(_) => {}
             }
         }
-        Ok(n)
+        if adopted > 0 || unknown > 0 {
+            tracing::warn!(adopted, unknown, "the history did not know every execution folder: adopted those it could from their spec.json");
+        }
+        Ok(adopted)
     }
 }
 
@@ -562,6 +618,25 @@ fn find_supervisor(dir: &ExecDir) -> Option<PidFile> {
 /// Free bytes for unprivileged users on the file system holding `path`.
 pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
     rustix::fs::statvfs(path).ok().map(|s| s.f_bavail * s.f_frsize)
+}
+
+/// A supervisor that died without recording an outcome leaves its action
+/// running unwatched, with no timeout: end what is left of it (its process
+/// group, then every process of its cgroup) and remove the cgroup, so that
+/// nothing outlives the LOST record.
+fn end_orphaned_action(dir: &ExecDir) {
+    use nix::sys::signal::{killpg, Signal};
+    if let Some(child) = PidFile::read(&dir.path(layout::CHILD_PID)).filter(PidFile::is_alive) {
+        if killpg(nix::unistd::Pid::from_raw(child.pid), Signal::SIGKILL).is_ok() {
+            tracing::warn!(pid = child.pid, "the action outlived its supervisor; its process group was killed");
+        }
+    }
+    let Ok(spec) = dir.read_spec() else { return };
+    let Some(name) = &spec.caps.cgroup else { return };
+    if let Some(cgroup) = crate::caps::ExecCgroup::existing(&spec.caps.parents, name) {
+        cgroup.kill_all();
+        cgroup.remove(Duration::from_secs(2));
+    }
 }
 
 /// Turns the supervisor's exit record into the final state.

@@ -1,7 +1,8 @@
 //! The on-disk contract of one execution, shared by the agent and the
 //! supervisor: `<data>/executions/<id>/` holds
 //!
-//! - `spec.json`      what to run (written by the agent before spawning);
+//! - `spec.json`      what to run (written by the agent before spawning), and
+//!   the request it came from ([`Origin`]), from which a lost history is rebuilt;
 //! - `supervisor.pid` `pid starttime` of the supervisor;
 //! - `child.pid`      `pid starttime` of the action's first process;
 //! - `output.log`     the output, as records (see [`RecordHeader`]), and
@@ -50,6 +51,26 @@ pub struct Spec {
     /// Credentials to drop to before exec; None keeps the supervisor's.
     #[serde(default)]
     pub run_as: Option<crate::runas::RunAs>,
+    /// The request this execution answers; the supervisor ignores it.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// What the history records of an execution when it is created: kept in
+/// `spec.json` too, so that an execution whose history record was lost (an
+/// emptied or replaced `history.redb`) is adopted back, never deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub pack: String,
+    pub action: String,
+    pub pack_version: String,
+    pub args: std::collections::BTreeMap<String, String>,
+    pub caller: String,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub timeout_ms: u64,
+    pub created_at_ms: u64,
+    pub dev_dir: String,
 }
 
 /// How an execution ended, as the supervisor saw it.

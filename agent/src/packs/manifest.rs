@@ -168,9 +168,7 @@ impl PackManifest {
     /// Reads and validates `<dir>/pack.toml` against the files in `dir`.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join("pack.toml");
-        let mut text = String::new();
-        fs::File::open(&path)
-            .and_then(|f| f.take(MAX_MANIFEST_BYTES).read_to_string(&mut text))
+        let text = super::files::read_small(&path, MAX_MANIFEST_BYTES)
             .map_err(|source| ManifestError::Read { path: path.clone(), source })?;
         let manifest = Self::parse(&text).map_err(|e| match e {
             ManifestError::Syntax { message, .. } => ManifestError::Syntax { path: path.clone(), message },
@@ -189,7 +187,7 @@ impl PackManifest {
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
         toml::from_str(text).map_err(|e| ManifestError::Syntax {
             path: PathBuf::from("pack.toml"),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: syntax_message(text, &e),
         })
     }
 
@@ -290,6 +288,21 @@ fn param_problems(p: &ParamSpec) -> Vec<String> {
         }
     }
     out
+}
+
+/// A TOML error as "line L, column C: what": the file's text is never
+/// quoted, since errors reach every caller of Health.
+fn syntax_message(text: &str, e: &toml::de::Error) -> String {
+    let what = e.message().trim_end().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {what}")
+        }
+        None => what,
+    }
 }
 
 /// The entrypoint must be a relative path to an executable regular file

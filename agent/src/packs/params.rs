@@ -153,6 +153,12 @@ pub fn bind(
         };
         check_value(spec, patterns.get(name), &value)
             .map_err(|reason| ArgError::Invalid { name: name.clone(), reason: truncate(&reason) })?;
+        // "+5", "05" and "0365" pass as 5, 5 and 365; an action (bash reads
+        // 0365 as octal) sees only the canonical decimal form.
+        let value = match spec.kind {
+            ParamType::Int => value.parse::<i64>().map_or(value, |n| n.to_string()),
+            _ => value,
+        };
         bound.argv.push(format!("--{name}={value}"));
         bound.env.push((env_name(name), value.clone()));
         bound.accepted.insert(name.clone(), value);
@@ -242,6 +248,17 @@ mod tests {
         for (given, want) in cases {
             let err = bind(&a, &p, &args(given), LIMITS).expect_err("invalid");
             assert!(err.to_string().contains(want), "{given:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn integers_are_passed_in_canonical_decimal_form() {
+        let (a, p) = action();
+        for (given, passed) in [("+5", "5"), ("05", "5"), ("0365", "365"), ("42", "42")] {
+            let b = bind(&a, &p, &args(&[("days", given)]), LIMITS).expect("valid");
+            assert_eq!(b.argv[0], format!("--days={passed}"), "{given}");
+            assert_eq!(b.env[0], ("BOLT_ARG_DAYS".into(), passed.into()));
+            assert_eq!(b.accepted["days"], passed);
         }
     }
 

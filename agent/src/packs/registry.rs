@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::distribution::venv::Venvs;
 
 use super::{
+    files::Trusted,
     manifest::{self, ActionSpec, PackManifest},
     params::{self, ArgLimits, BoundArgs},
     ArgError,
@@ -90,10 +91,13 @@ impl LoadedAction {
 }
 
 /// A pack folder that could not be loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct PackLoadError {
     pub source: PathBuf,
     pub error: String,
+    /// It failed while the agent could open no file (descriptors or memory
+    /// exhausted): the pack is not broken, and its last good load serves.
+    pub transient: bool,
 }
 
 /// All packs at one moment.
@@ -199,12 +203,18 @@ impl Registry {
                 Ok(pack) => {
                     snapshot.packs.insert(inst.name.clone(), Arc::new(pack));
                 }
-                Err(error) => snapshot.errors.push(PackLoadError { source: inst.dir.clone(), error }),
+                Err(error) => snapshot.errors.push(PackLoadError {
+                    source: inst.dir.clone(),
+                    error,
+                    transient: starved(),
+                }),
             }
         }
+        let previous = self.current.load_full();
+        keep_last_good(&mut snapshot, &previous, &self.dir);
         let snapshot = Arc::new(snapshot);
         for e in &snapshot.errors {
-            tracing::warn!(source = %e.source.display(), error = %e.error, "pack skipped");
+            tracing::warn!(source = %e.source.display(), error = %e.error, transient = e.transient, "pack skipped");
         }
         let old = self.current.swap(snapshot.clone());
         let versions =
@@ -232,6 +242,30 @@ impl Registry {
     }
 }
 
+/// Packs that failed to load only because the agent was out of descriptors
+/// or memory keep their last good load (a burst of connections must not make
+/// every pack vanish); the error still shows in Health.
+fn keep_last_good(snapshot: &mut Snapshot, previous: &Snapshot, packs_dir: &Path) {
+    let transient: Vec<PathBuf> = snapshot.errors.iter().filter(|e| e.transient).map(|e| e.source.clone()).collect();
+    for source in transient {
+        let whole_folder = source == packs_dir;
+        for (name, pack) in &previous.packs {
+            let same = if whole_folder { pack.origin == Origin::Local } else { pack.dir == source };
+            if same && !snapshot.packs.contains_key(name) {
+                snapshot.packs.insert(name.clone(), pack.clone());
+            }
+        }
+    }
+}
+
+/// Whether the agent cannot open a file right now (EMFILE, ENFILE, ENOMEM).
+fn starved() -> bool {
+    match fs::File::open("/dev/null") {
+        Ok(_) => false,
+        Err(e) => matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM)),
+    }
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(80).collect()
 }
@@ -245,23 +279,41 @@ pub fn scan(dir: &Path, venvs: &Venvs) -> Snapshot {
             snapshot.errors.push(PackLoadError {
                 source: dir.to_owned(),
                 error: format!("cannot read the packs folder: {e}"),
+                transient: starved(),
             });
             return snapshot;
         }
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.path())
-        .collect();
+    if let Err(error) = Trusted::agent().check(dir) {
+        snapshot.errors.push(PackLoadError {
+            source: dir.to_owned(),
+            error: format!("no pack is loaded: {error}"),
+            transient: false,
+        });
+        return snapshot;
+    }
+    let mut dirs = Vec::new();
+    for e in entries.filter_map(Result::ok) {
+        if e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => dirs.push(e.path()),
+            Ok(t) if t.is_symlink() => snapshot.errors.push(PackLoadError {
+                source: e.path(),
+                error: "is a symbolic link: a pack is a folder of the packs folder itself".into(),
+                transient: false,
+            }),
+            _ => {}
+        }
+    }
     dirs.sort();
     for pack_dir in dirs {
         match load_pack(&pack_dir, venvs) {
             Ok(pack) => {
                 snapshot.packs.insert(pack.manifest.name.clone(), Arc::new(pack));
             }
-            Err(error) => snapshot.errors.push(PackLoadError { source: pack_dir, error }),
+            Err(error) => snapshot.errors.push(PackLoadError { source: pack_dir, error, transient: starved() }),
         }
     }
     snapshot
@@ -269,6 +321,7 @@ pub fn scan(dir: &Path, venvs: &Venvs) -> Snapshot {
 
 /// Loads a pack of the packs folder, which must be in a folder of its name.
 pub fn load_pack(dir: &Path, venvs: &Venvs) -> Result<LoadedPack, String> {
+    Trusted::agent().check_tree(dir)?;
     let manifest = PackManifest::load(dir).map_err(|e| e.to_string())?;
     let folder = dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     if folder != manifest.name {
@@ -295,6 +348,7 @@ pub fn check_unpacked(
     version: &str,
     venvs: &Venvs,
 ) -> Result<(PackManifest, Option<PathBuf>), String> {
+    Trusted::agent().check_tree(dir)?;
     let manifest = PackManifest::load(dir).map_err(|e| e.to_string())?;
     if manifest.name != name || manifest.version.as_deref() != Some(version) {
         return Err(format!(

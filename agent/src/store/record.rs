@@ -70,4 +70,7 @@ pub struct ExecRecord {
     pub compressed: bool,
     /// Folder of the dev build this execution runs, removed at its end.
     pub dev_dir: String,
+    /// Ended without its action ever starting: a retry with the same
+    /// idempotency key runs it instead of returning this record.
+    pub never_ran: bool,
 }

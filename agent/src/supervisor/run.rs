@@ -179,6 +179,10 @@ fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [Own
     unsafe {
         cmd.pre_exec(move || {
             SigSet::empty().thread_set_mask().map_err(std::io::Error::from)?;
+            // The action gets a fixed umask and no descriptor but its three,
+            // whatever the agent was started with.
+            libc::umask(0o022);
+            close_inherited_fds();
             for p in &procs {
                 fs::write(p, b"0")?;
             }
@@ -200,6 +204,21 @@ fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [Own
     // the pipes means every process of the action has closed them.
     drop(cmd);
     Ok((Pid::from_raw(child.id() as i32), [out_r, err_r]))
+}
+
+/// Marks every descriptor above 2 close-on-exec (the standard library's own
+/// error pipe must stay open until exec, so nothing is closed outright).
+fn close_inherited_fds() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags.
+    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0;
+    if !done {
+        // Kernels before 5.11: one by one, up to the soft limit.
+        let max = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft.min(65536));
+        for fd in 3..max as i32 {
+            // SAFETY: F_SETFD on a descriptor that may not exist (EBADF) is harmless.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
 }
 
 /// `now + d`, saturating far in the future instead of overflowing.

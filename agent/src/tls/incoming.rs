@@ -11,7 +11,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, UnixTime};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
@@ -21,7 +21,7 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-use super::{identity_of, PeerIdentity};
+use super::{identity_of, PeerIdentity, ServerTls};
 use crate::admission::{Admission, Exhausted, Permit};
 
 /// One accepted, authenticated-or-anonymous TLS connection. An anonymous
@@ -34,16 +34,53 @@ pub struct TlsConn {
     expires: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The identity's place among its connections, given back on close.
     _permit: Option<Permit>,
+    trust: Trust,
+}
+
+/// What a connection's client certificate was verified against, to verify
+/// it again once the TLS settings are reloaded: a certificate revoked since
+/// (or no longer signed by a trusted CA) ends the connections it opened.
+struct Trust {
+    current: Arc<ArcSwap<ServerTls>>,
+    checked: Arc<ServerTls>,
+    chain: Vec<CertificateDer<'static>>,
+    revoked: bool,
+}
+
+impl Trust {
+    fn still_trusted(&mut self) -> bool {
+        if self.revoked {
+            return false;
+        }
+        let now = self.current.load();
+        if Arc::ptr_eq(&now, &self.checked) {
+            return true;
+        }
+        self.checked = Arc::clone(&now);
+        if let Some((leaf, intermediates)) = self.chain.split_first() {
+            if let Err(e) = self.checked.verifier.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+                tracing::warn!(error = %e, "an open connection's client certificate is no longer trusted; closing it");
+                self.revoked = true;
+            }
+        }
+        !self.revoked
+    }
 }
 
 impl TlsConn {
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
         self.expires.as_mut().is_some_and(|s| std::future::Future::poll(s.as_mut(), cx).is_ready())
     }
-}
 
-fn expired_error() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "connection without a client certificate closed")
+    fn closed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if self.expired(cx) {
+            return Some(io::Error::new(io::ErrorKind::TimedOut, "connection without a usable client certificate closed"));
+        }
+        if !self.trust.still_trusted() {
+            return Some(io::Error::new(io::ErrorKind::PermissionDenied, "client certificate revoked"));
+        }
+        None
+    }
 }
 
 /// Per-connection facts, found in every request's extensions.
@@ -55,6 +92,8 @@ pub struct ConnInfo {
     /// Set when the identity has too many connections: every call on this
     /// one is refused with it, and the connection is closed soon.
     pub refused: Option<Arc<Exhausted>>,
+    /// The client sent a certificate the CA signed, but it names no one.
+    pub nameless: bool,
 }
 
 impl Connected for TlsConn {
@@ -70,8 +109,8 @@ impl AsyncRead for TlsConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.expired(cx) {
-            return Poll::Ready(Err(expired_error()));
+        if let Some(e) = self.closed(cx) {
+            return Poll::Ready(Err(e));
         }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
@@ -79,8 +118,8 @@ impl AsyncRead for TlsConn {
 
 impl AsyncWrite for TlsConn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        if self.expired(cx) {
-            return Poll::Ready(Err(expired_error()));
+        if let Some(e) = self.closed(cx) {
+            return Poll::Ready(Err(e));
         }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
@@ -107,11 +146,13 @@ impl AsyncWrite for TlsConn {
 /// connections and leaves established ones alone.
 pub fn serve_incoming(
     listener: TcpListener,
-    config: Arc<ArcSwap<ServerConfig>>,
+    config: Arc<ArcSwap<ServerTls>>,
     handshake_timeout: Duration,
+    max_handshakes: usize,
     admission: Arc<Admission>,
 ) -> ReceiverStream<io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Arc::new(Handshakes::default());
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = tokio::select! {
@@ -126,19 +167,22 @@ pub fn serve_incoming(
                 _ = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(config.load_full());
+            let tls = config.load_full();
+            let acceptor = TlsAcceptor::from(tls.config.clone());
+            let current = config.clone();
             let tx = tx.clone();
             let admission = admission.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+            let mut pending = handshakes.lock();
+            let id = pending.evict_beyond(max_handshakes.saturating_sub(1));
+            let done = handshakes.clone();
+            let task = tokio::spawn(async move {
+                let accepted = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await;
+                done.lock().finished(id);
+                match accepted {
                     Ok(Ok(stream)) => {
-                        let identity = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .and_then(identity_of)
-                            .map(Arc::new);
+                        let chain = stream.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default();
+                        let identity = chain.first().and_then(identity_of).map(Arc::new);
+                        let nameless = !chain.is_empty() && identity.is_none();
                         let (permit, refused) =
                             match identity.as_deref().map(|i| admission.connection(&i.name)) {
                                 Some(Ok(p)) => (Some(p), None),
@@ -150,14 +194,58 @@ pub fn serve_incoming(
                             };
                         let expires = (identity.is_none() || refused.is_some())
                             .then(|| Box::pin(tokio::time::sleep(handshake_timeout)));
-                        let info = ConnInfo { remote: Some(remote), identity, refused };
-                        let _ = tx.send(Ok(TlsConn { stream, info, expires, _permit: permit })).await;
+                        let info = ConnInfo { remote: Some(remote), identity, refused, nameless };
+                        let trust = Trust { current, checked: tls, chain, revoked: false };
+                        let _ = tx.send(Ok(TlsConn { stream, info, expires, _permit: permit, trust })).await;
                     }
                     Ok(Err(e)) => tracing::info!(%remote, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::info!(%remote, "TLS handshake timed out"),
                 }
             });
+            pending.started(id, task.abort_handle());
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Connections in their TLS handshake, oldest first. Beyond the cap the
+/// oldest is dropped: connections that never speak TLS cannot hold the
+/// agent's descriptors, and a real client, whose handshake takes
+/// milliseconds, is never the oldest for long.
+#[derive(Default)]
+struct Handshakes(std::sync::Mutex<PendingHandshakes>);
+
+#[derive(Default)]
+struct PendingHandshakes {
+    next: u64,
+    queue: std::collections::VecDeque<(u64, tokio::task::AbortHandle)>,
+}
+
+impl Handshakes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingHandshakes> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PendingHandshakes {
+    /// Drops the oldest handshakes until at most `keep` remain; returns the
+    /// id of the next one.
+    fn evict_beyond(&mut self, keep: usize) -> u64 {
+        while self.queue.len() > keep {
+            if let Some((_, oldest)) = self.queue.pop_front() {
+                oldest.abort();
+                tracing::debug!("too many TLS handshakes under way (limits.max_handshakes): the oldest was dropped");
+            }
+        }
+        self.next += 1;
+        self.next
+    }
+
+    fn started(&mut self, id: u64, task: tokio::task::AbortHandle) {
+        self.queue.push_back((id, task));
+    }
+
+    fn finished(&mut self, id: u64) {
+        self.queue.retain(|(i, _)| *i != id);
+    }
 }

@@ -1,0 +1,407 @@
+"""Hardening, second round: each test reproduces, against a real agent, a
+defect found by probing from outside, and holds its fix.
+
+- a `read` rule reads only its packs (GetExecution, ListExecutions, StreamOutput);
+- an empty or missing `history.redb` never deletes an execution's folder: the
+  executions are adopted back from their `spec.json`, a running one included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from bolt.v1 import bolt_pb2 as pb
+from util import code_of, execute, follow, get, stub_for, text, wait_state, wait_until
+
+from bolt_testing import EXAMPLE_PACKS, TEST_PACKS, Agent, agent_bin
+
+# --- a read rule reads only its packs -------------------------------------------------
+
+READ_RULES = """
+[[authz.rules]]
+identities = ["bolt-client"]
+allow = ["execute", "read", "kill"]
+
+[[authz.rules]]
+identities = ["reader"]
+allow = ["read"]
+packs = ["probe"]
+"""
+
+
+@pytest.fixture
+def two_packs(tmp_path: Path) -> Path:
+    """bolt-test and a copy of it named `probe`."""
+    packs = tmp_path / "src"
+    shutil.copytree(TEST_PACKS / "bolt-test", packs / "bolt-test")
+    shutil.copytree(TEST_PACKS / "bolt-test", packs / "probe")
+    manifest = packs / "probe" / "pack.toml"
+    manifest.write_text(manifest.read_text().replace('name = "bolt-test"', 'name = "probe"', 1))
+    return packs
+
+
+def test_a_read_rule_reads_only_its_packs(tmp_path: Path, two_packs: Path) -> None:
+    with Agent(tmp_path / "a", packs=[two_packs / "bolt-test", two_packs / "probe"], config=READ_RULES) as a:
+        subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "reader"], check=True, capture_output=True)
+        owner = stub_for(a)
+        reader = stub_for(a, a.certs / "reader.crt", a.certs / "reader.key")
+
+        secret = execute(owner, "echo", msg="secret-output")
+        wait_state(owner, secret, timeout=20)
+        probe = owner.Execute(pb.ExecuteRequest(pack="probe", action="echo", args={"msg": "probe-output"}), timeout=10).execution_id
+        wait_state(owner, probe, timeout=20)
+
+        # Its own pack: every read works.
+        assert get(reader, probe).state == pb.STATE_SUCCEEDED
+        chunks, end = follow(reader, probe)
+        assert "probe-output" in text(chunks) and end is not None
+
+        # Another pack: refused, naming the pack, and nothing of it leaks.
+        code, details = code_of(lambda: get(reader, secret))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "bolt-test" in details, details
+        code, details = code_of(lambda: list(reader.StreamOutput(pb.StreamOutputRequest(execution_id=secret), timeout=10)))
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "bolt-test" in details, details
+        code, details = code_of(lambda: reader.ListExecutions(pb.ListExecutionsRequest(pack="bolt-test"), timeout=10))
+        assert code == grpc.StatusCode.PERMISSION_DENIED, details
+
+        # Listing shows only what may be read, and pages stay full.
+        for _ in range(3):
+            wait_state(owner, owner.Execute(pb.ExecuteRequest(pack="probe", action="noop"), timeout=10).execution_id)
+            wait_state(owner, execute(owner, "noop"))
+        listed = reader.ListExecutions(pb.ListExecutionsRequest(page_size=50), timeout=10).executions
+        assert {e.pack for e in listed} == {"probe"} and len(listed) == 4
+        page = reader.ListExecutions(pb.ListExecutionsRequest(page_size=2), timeout=10)
+        assert len(page.executions) == 2 and page.next_page_token
+        rest = reader.ListExecutions(pb.ListExecutionsRequest(page_size=50, page_token=page.next_page_token), timeout=10)
+        assert [e.pack for e in rest.executions] == ["probe", "probe"]
+
+        # The owner still sees everything.
+        assert {e.pack for e in owner.ListExecutions(pb.ListExecutionsRequest(page_size=50), timeout=10).executions} == {"probe", "bolt-test"}
+
+
+# --- an empty history deletes nothing --------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "remove"])
+def test_an_empty_or_missing_history_adopts_every_execution_folder(tmp_path: Path, damage: str) -> None:
+    a = Agent(tmp_path / "a").start()
+    try:
+        stub = stub_for(a)
+        done = execute(stub, "echo", msg="kept", key="before-damage")
+        wait_state(stub, done)
+        failed = execute(stub, "fail", code=3)
+        wait_state(stub, failed)
+        running = execute(stub, "sleep", ticks=8, interval="0.5")
+        wait_state(stub, running, {pb.STATE_RUNNING})
+        wait_until(lambda: b"tick 1" in (a.data_dir / "executions" / running / "output.log").read_bytes(), 10, "a first tick")
+        a.stop()
+
+        history = a.data_dir / "history.redb"
+        if damage == "truncate":
+            history.write_bytes(b"")
+        else:
+            history.rename(a.data_dir / "history.redb.aside")
+        folders = {p.name for p in (a.data_dir / "executions").iterdir()}
+        assert {done, failed, running} <= folders
+
+        a.start()
+        stub = stub_for(a)
+        assert {p.name for p in (a.data_dir / "executions").iterdir()} >= {done, failed, running}, "nothing was deleted"
+        assert "adopted" in a.log()
+
+        e = get(stub, done)
+        assert (e.state, e.pack, e.action, e.caller, e.args["msg"]) == (pb.STATE_SUCCEEDED, "bolt-test", "echo", "bolt-client", "kept")
+        chunks, _ = follow(stub, done)
+        assert "kept" in text(chunks)
+        e = get(stub, failed)
+        assert (e.state, e.exit_code) == (pb.STATE_FAILED, 3)
+
+        # The running action was re-attached: it ends by itself, with all its output.
+        e = wait_state(stub, running, timeout=30)
+        assert e.state == pb.STATE_SUCCEEDED, e.error
+        chunks, _ = follow(stub, running)
+        assert text(chunks).count("tick") == 8
+
+        # The idempotency key is known again: a retry starts nothing new.
+        again = execute(stub, "echo", msg="kept", key="before-damage")
+        assert again == done
+        listed = {e.execution_id for e in stub.ListExecutions(pb.ListExecutionsRequest(page_size=50), timeout=10).executions}
+        assert listed == {done, failed, running}
+    finally:
+        a.stop()
+
+
+# --- a supervisor's death ends its action ----------------------------------------------
+
+
+def processes_of(eid: str) -> list[int]:
+    """Pids whose environment names the execution."""
+    needle = f"BOLT_EXECUTION_ID={eid}".encode()
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if needle in (d / "environ").read_bytes().split(b"\0"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out
+
+
+def test_kill9_of_a_supervisor_ends_what_is_left_of_its_action(make_agent) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent()
+    stub = stub_for(a)
+    eid = execute(stub, "sleep", ticks=600, interval="0.1")
+    wait_state(stub, eid, {pb.STATE_RUNNING})
+    wait_until(lambda: processes_of(eid), 10, "the action's processes")
+    sup = int((a.data_dir / "executions" / eid / "supervisor.pid").read_text().split()[0])
+    os.kill(sup, signal.SIGKILL)
+    e = wait_state(stub, eid, timeout=20)
+    assert e.state == pb.STATE_LOST and "supervisor" in e.error
+    wait_until(lambda: not processes_of(eid), 10, "no process of the action to be left")
+    spec = json.loads((a.data_dir / "executions" / eid / "spec.json").read_text())
+    cgroup = spec["caps"].get("cgroup")
+    if cgroup:
+        leftovers = [p for p in Path("/sys/fs/cgroup").rglob(cgroup.split("/")[-1]) if p.is_dir()]
+        assert leftovers == [], leftovers
+    assert stub.Kill(pb.KillRequest(execution_id=eid), timeout=10).already_ended
+
+
+# --- revocation reaches open connections ------------------------------------------------
+
+
+def test_revocation_closes_the_connections_a_certificate_opened(make_agent) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent(config='[limits]\ntls_reload_interval = "200ms"\n')
+    subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
+    mallory = stub_for(a, a.certs / "mallory.crt", a.certs / "mallory.key")
+    other = stub_for(a)
+    assert mallory.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_SERVING
+    subprocess.run([str(agent_bin()), "certs", "revoke", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
+
+    def refused() -> bool:
+        try:
+            mallory.Health(pb.HealthRequest(), timeout=5)
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAVAILABLE
+        return False
+
+    wait_until(refused, 20, "the open channel of the revoked certificate to be closed")
+    assert "no longer trusted" in a.log()
+    assert other.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_SERVING
+
+
+# --- connections that never speak TLS ----------------------------------------------------
+
+
+def test_idle_tcp_connections_starve_neither_calls_nor_packs(make_agent) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent(config='[packs]\nrescan_interval = "200ms"\n[limits]\nhandshake_timeout = "30s"\n')
+    resource.prlimit(a.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
+    stub = stub_for(a)
+    assert stub.ListActions(pb.ListActionsRequest(), timeout=5).actions
+    idle = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", a.port))
+            idle.append(s)
+        time.sleep(1.5)  # several rescans while the connections are open
+        fresh = stub_for(a)
+        assert fresh.Health(pb.HealthRequest(), timeout=10).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
+        assert {x.name for x in fresh.ListActions(pb.ListActionsRequest(), timeout=10).actions} >= {"echo", "noop"}
+        eid = execute(fresh, "noop")
+        assert wait_state(fresh, eid).state == pb.STATE_SUCCEEDED
+    finally:
+        for s in idle:
+            s.close()
+
+
+# --- pack files ----------------------------------------------------------------------------
+
+
+def pack_errors(stub) -> str:  # type: ignore[no-untyped-def]
+    return " | ".join(f"{e.source}: {e.error}" for e in stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).pack_errors)
+
+
+RESCAN = '[packs]\nrescan_interval = "200ms"\n'
+
+
+@pytest.mark.parametrize("how", ["world-writable entrypoint", "world-writable folder", "another user's file"])
+def test_pack_files_others_can_write_are_refused(make_agent, how: str) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent(config=RESCAN)
+    stub = stub_for(a)
+    assert wait_state(stub, execute(stub, "noop")).state == pb.STATE_SUCCEEDED
+    pack = a.packs_dir / "bolt-test"
+    if how == "world-writable entrypoint":
+        (pack / "noop.sh").chmod(0o777)
+    elif how == "world-writable folder":
+        pack.chmod(0o777)
+    else:
+        os.chown(pack / "noop.sh", 65534, 65534)
+    wait_until(lambda: "bolt-test" in pack_errors(stub), 10, "the pack to be refused")
+    errors = pack_errors(stub)
+    assert "refused" in errors and ("anyone" in errors or "owned by uid 65534" in errors), errors
+    code, _ = code_of(lambda: execute(stub, "noop"))
+    assert code == grpc.StatusCode.NOT_FOUND
+    health = stub.Health(pb.HealthRequest(), timeout=5)
+    assert any("bolt-test" in p for p in health.problems), list(health.problems)
+
+
+def test_a_fifo_manifest_wedges_nothing(make_agent) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent(config=RESCAN, packs=[TEST_PACKS / "bolt-test", EXAMPLE_PACKS / "demo"])
+    stub = stub_for(a)
+    manifest = a.packs_dir / "demo" / "pack.toml"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    wait_until(lambda: "not a regular file" in pack_errors(stub), 10, "the FIFO to be refused")
+    assert wait_state(stub, execute(stub, "noop")).state == pb.STATE_SUCCEEDED, "other packs still serve"
+    a.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: "SIGHUP" in a.log(), 10, "the reload")
+    assert stub.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_DEGRADED
+    t0 = time.monotonic()
+    assert a.stop() == 0
+    assert time.monotonic() - t0 < 10
+
+
+def test_a_symlinked_manifest_is_refused_and_never_quoted(make_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    secret = tmp_path / "secret"
+    secret.write_text("TOPSECRET-FIRST-LINE = [\n")
+    secret.chmod(0o600)
+    a = make_agent(config=RESCAN, packs=[TEST_PACKS / "bolt-test", EXAMPLE_PACKS / "demo"])
+    stub = stub_for(a)
+    manifest = a.packs_dir / "demo" / "pack.toml"
+    manifest.unlink()
+    manifest.symlink_to(secret)
+    wait_until(lambda: "demo" in pack_errors(stub), 10, "the link to be refused")
+    errors = pack_errors(stub)
+    assert "symbolic link" in errors and "TOPSECRET" not in errors, errors
+    # A syntax error names the line and column, never the text.
+    manifest.unlink()
+    manifest.write_text('name = "demo"\nTOPSECRET-OTHER = [\n')
+    wait_until(lambda: "line" in pack_errors(stub), 10, "the syntax error")
+    errors = pack_errors(stub)
+    assert "TOPSECRET" not in errors and "line 2" in errors, errors
+
+
+def test_a_symlinked_pack_folder_is_reported(make_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent(config=RESCAN)
+    stub = stub_for(a)
+    shutil.copytree(EXAMPLE_PACKS / "demo", tmp_path / "elsewhere-demo")
+    (a.packs_dir / "demo").symlink_to(tmp_path / "elsewhere-demo")
+    wait_until(lambda: "symbolic link" in pack_errors(stub), 10, "the link to be reported")
+    assert "demo" not in {x.pack for x in stub.ListActions(pb.ListActionsRequest(), timeout=5).actions}
+
+
+# --- what an action receives ------------------------------------------------------------------
+
+
+def test_integers_reach_the_action_in_canonical_form(stub) -> None:  # type: ignore[no-untyped-def]
+    for given, passed in (("05", "5"), ("+7", "7"), ("010", "10")):
+        eid = execute(stub, "echo", msg="x", count=given)
+        chunks, end = follow(stub, eid)
+        out = text(chunks)
+        assert f"argv:--count={passed}\n" in out and f"env:BOLT_ARG_COUNT={passed}\n" in out, out
+        assert get(stub, eid).args["count"] == passed
+
+
+ENV_PACK = """name = "probe-env"
+[[actions]]
+name = "show"
+entrypoint = "show.sh"
+"""
+
+
+def test_actions_get_a_fixed_umask_and_no_inherited_descriptor(tmp_path: Path) -> None:
+    pack = tmp_path / "src" / "probe-env"
+    pack.mkdir(parents=True)
+    (pack / "pack.toml").write_text(ENV_PACK)
+    (pack / "show.sh").write_text('#!/bin/sh\necho "umask $(umask)"\nls /proc/$$/fd | sort -n | tr "\\n" " "\n')
+    (pack / "show.sh").chmod(0o755)
+    opened = os.open(tmp_path / "leak", os.O_CREAT | os.O_RDWR)
+    leak = os.dup2(opened, 77)  # a number no shell uses for itself
+    os.close(opened)
+    os.set_inheritable(leak, True)
+    a = Agent(tmp_path / "a", packs=[pack])
+    a.pass_fds = (leak,)
+    old = os.umask(0)
+    try:
+        a.start()
+    finally:
+        os.umask(old)
+    try:
+        stub = stub_for(a)
+        eid = stub.Execute(pb.ExecuteRequest(pack="probe-env", action="show"), timeout=10).execution_id
+        chunks, _ = follow(stub, eid)
+        out = text(chunks)
+        assert "umask 0022" in out, out
+        fds = out.splitlines()[1].split()
+        assert fds[:3] == ["0", "1", "2"] and "77" not in fds, out
+    finally:
+        a.stop()
+        os.close(leak)
+
+
+# --- identities -----------------------------------------------------------------------------
+
+
+def test_a_certificate_without_any_name_is_told_so(agent) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key = serialization.load_pem_private_key((agent.certs / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((agent.certs / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, "nameless")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crt, pem = agent.root / "nameless.crt", agent.root / "nameless.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    nameless = stub_for(agent, crt, pem)
+    code, details = code_of(lambda: nameless.Health(pb.HealthRequest(), timeout=5))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "names no identity" in details, details
+
+
+# --- a retry of what never ran runs it ------------------------------------------------------------
+
+
+def test_a_retry_runs_an_execution_the_agent_never_started(agent) -> None:  # type: ignore[no-untyped-def]
+    stub = stub_for(agent)
+    wait_state(stub, execute(stub, "noop"))  # the spawner is up
+    spawners = agent.spawners()
+    assert spawners
+    for pid in spawners:
+        os.kill(pid, signal.SIGSTOP)
+    eid = execute(stub, "echo", msg="once", key="crash-before-launch")
+    agent.kill9()
+    for pid in spawners:
+        os.kill(pid, signal.SIGKILL)
+    agent.start()
+    stub = stub_for(agent)
+    first = get(stub, eid)
+    assert first.state == pb.STATE_FAILED and "did not run" in first.error, first
+    retry = execute(stub, "echo", msg="once", key="crash-before-launch")
+    assert retry != eid
+    e = wait_state(stub, retry)
+    assert e.state == pb.STATE_SUCCEEDED
+    assert execute(stub, "echo", msg="once", key="crash-before-launch") == retry, "then the key names the run"
