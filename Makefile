@@ -12,9 +12,12 @@ AGENT     := $(ROOT)/target/debug/bolt-agent
 AGENT_RELEASE := $(ROOT)/target/release/bolt-agent
 DEV       := $(ROOT)/.dev
 CARGO     ?= cargo
+# Tools built from source once per machine (cargo-deb, cargo-fuzz), kept out
+# of the clone so that a fresh clone does not build them again.
+TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bolt-tools
 export BOLT_AGENT_BIN ?= $(AGENT)
 
-.PHONY: help build release run test test-rust test-integration test-python test-java bench venv tools clean
+.PHONY: help build release run test test-rust test-integration test-python test-java bench venv tools clean fuzz test-fuzz
 
 help:
 	@echo "make run    build and start an agent on 127.0.0.1:7443 (dev certificates, example packs)"
@@ -84,13 +87,17 @@ $(AGENT_NEXT): build
 
 # --- tests ------------------------------------------------------------------
 
-test: build venv tools test-rust test-integration test-python test-java test-fuzz
+# Every stage in order, timed, with a table of the times at the end
+# (scripts/test-stages.sh); fuzzing is `make fuzz`, not part of it.
+test:
+	@bash scripts/test-stages.sh build venv tools test-rust test-integration test-python test-java
 
 test-rust:
 	$(CARGO) test --workspace --locked
 
 test-integration: build venv tools prometheus $(AGENT_NEXT)
-	PROMETHEUS=$(PROMETHEUS) GRPCURL=$(GRPCURL) BOLT_AGENT_NEXT_BIN=$(ROOT)/$(AGENT_NEXT) $(PY) -m pytest integration -q -p no:cacheprovider
+	PROMETHEUS=$(PROMETHEUS) GRPCURL=$(GRPCURL) BOLT_AGENT_NEXT_BIN=$(ROOT)/$(AGENT_NEXT) CARGO_DEB=$(CARGO_DEB) \
+	    $(PY) -m pytest integration -q -p no:cacheprovider
 
 test-python: build venv
 	@if [ -f clients/python/Makefile ]; then \
@@ -116,16 +123,20 @@ clean:
 
 # --- Debian package ---------------------------------------------------------
 
-# cargo-deb, pinned, installed from crates.io into .tools/ (about 40 s on 2 cores).
+# cargo-deb, pinned, installed from crates.io once per machine into the
+# user's cache (about 40 s on 2 cores), not into each clone.
 CARGO_DEB_VERSION := 3.8.0
-CARGO_DEB := $(ROOT)/.tools/cargo-deb-$(CARGO_DEB_VERSION)/bin/cargo-deb
+CARGO_DEB := $(TOOLS_CACHE)/cargo-deb-$(CARGO_DEB_VERSION)/bin/cargo-deb
 
-.PHONY: deb cargo-deb
+.PHONY: deb cargo-deb print-cargo-deb
 cargo-deb: $(CARGO_DEB)
+
+print-cargo-deb:
+	@echo $(CARGO_DEB)
 
 $(CARGO_DEB):
 	$(CARGO) install cargo-deb --version $(CARGO_DEB_VERSION) --locked \
-	    --root $(ROOT)/.tools/cargo-deb-$(CARGO_DEB_VERSION)
+	    --root $(TOOLS_CACHE)/cargo-deb-$(CARGO_DEB_VERSION)
 
 # Release build + target/debian/bolt-agent_<version>_<arch>.deb (binary, unit,
 # /etc/bolt/agent.toml as a conffile, example packs; see packaging/).
@@ -134,9 +145,9 @@ deb: $(CARGO_DEB)
 
 # --- fuzzing ----------------------------------------------------------------
 
-# cargo-fuzz from crates.io into .tools/; the targets (fuzz/README.md) need the
-# nightly toolchain, and without it the fuzz tests are skipped with a notice.
-CARGO_FUZZ_ROOT := $(ROOT)/.tools/cargo-fuzz
+# cargo-fuzz from crates.io into the user's cache; the targets (fuzz/README.md)
+# need the nightly toolchain, and without it fuzzing is skipped with a notice.
+CARGO_FUZZ_ROOT := $(TOOLS_CACHE)/cargo-fuzz
 CARGO_FUZZ := $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz
 FUZZ_SECONDS ?= 300
 
@@ -152,7 +163,8 @@ fuzz:
 	    $(MAKE) -s --no-print-directory cargo-fuzz && CARGO_FUZZ=$(CARGO_FUZZ) bash fuzz/run.sh $(FUZZ_SECONDS); \
 	else echo "NOTICE: no nightly Rust toolchain (rustup toolchain install nightly): fuzzing skipped"; fi
 
-# Every target for 30 s with the saved regressions; fails on any crash.
+# Every target for 30 s with the saved regressions; fails on any crash. The
+# corpus and the regressions are also replayed by `cargo test` (test-rust).
 test-fuzz:
 	@if rustup run nightly rustc --version >/dev/null 2>&1; then \
 	    $(MAKE) -s --no-print-directory cargo-fuzz && CARGO_FUZZ=$(CARGO_FUZZ) bash fuzz/run.sh 30; \

@@ -5,14 +5,13 @@ Type=notify protocol (READY=1 once the port accepts, STOPPING=1 on SIGTERM).
 
 The .deb is built from the binary under test (the debug build) with cargo-deb's
 --no-build, so no release build is needed. cargo-deb comes from
-`make cargo-deb` (pinned, into .tools/); where it cannot be had, or
+`make cargo-deb` (pinned, into the user's cache); where it cannot be had, or
 systemd-analyze / dpkg are missing, the tests concerned are skipped with the
 reason printed.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import shutil
@@ -178,12 +177,11 @@ def test_packaged_config_is_the_reference_with_comments() -> None:
 
 
 def _cargo_deb() -> str:
+    """cargo-deb: $CARGO_DEB (make test-integration sets it), else the one
+    `make cargo-deb` installs (once per machine, into the user's cache)."""
     env = os.environ.get("CARGO_DEB")
     if env and Path(env).exists():
         return env
-    found = sorted(glob.glob(str(REPO / ".tools" / "cargo-deb-*" / "bin" / "cargo-deb")))
-    if found:
-        return found[-1]
     if shutil.which("cargo-deb"):
         return shutil.which("cargo-deb")  # type: ignore[return-value]
     if not shutil.which("cargo") or not shutil.which("make"):
@@ -191,10 +189,11 @@ def _cargo_deb() -> str:
     started = time.monotonic()
     rc, out = _run(["make", "-s", "-C", str(REPO), "cargo-deb"], timeout=900)
     print(f"\ninstalled cargo-deb in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    found = sorted(glob.glob(str(REPO / ".tools" / "cargo-deb-*" / "bin" / "cargo-deb")))
-    if rc != 0 or not found:
+    _, path = _run(["make", "-s", "--no-print-directory", "-C", str(REPO), "print-cargo-deb"], timeout=60)
+    found = path.strip().splitlines()[-1] if path.strip() else ""
+    if rc != 0 or not Path(found).exists():
         _skip(f"cargo-deb could not be installed (`make cargo-deb` exited {rc}):\n{out[-2000:]}")
-    return found[-1]
+    return found
 
 
 @pytest.fixture(scope="module")
