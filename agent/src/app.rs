@@ -72,10 +72,15 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
         let c = &self.config;
         let data_err = |source| AppError::DataDir { path: c.data_dir.clone(), source };
-        layout::create_private_dir(&c.data_dir).map_err(data_err)?;
+        layout::prepare_data_dir(&c.data_dir).map_err(data_err)?;
         let layout = layout::Layout::new(&c.data_dir).map_err(data_err)?;
         let store = Store::open(&c.data_dir.join("history.redb"))?;
-        let venvs = Arc::new(Venvs::new(c.sync.dir.join("venvs"), c.sync.python.clone(), c.sync.pip_timeout));
+        let venvs = Arc::new(Venvs::with_build_user(
+            c.sync.dir.join("venvs"),
+            c.sync.python.clone(),
+            c.sync.pip_timeout,
+            c.sync.build_user.clone(),
+        ));
         let registry = Arc::new(Registry::new(c.packs_dir.clone(), venvs.clone()));
         let dist = Distribution::new(c, venvs).await;
         registry.set_installed(dist.installed_at_start());
@@ -125,23 +130,25 @@ impl App {
             TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
         let local = listener.local_addr().map_err(|source| AppError::Bind { addr: c.listen, source })?;
         // Tests and scripts read the bound address (useful with port 0).
-        layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false)
-            .map_err(data_err)?;
+        let mut problems = Vec::new();
+        // A full data disk must not keep the agent from serving (reads,
+        // kills, Health saying why): the address file is a convenience.
+        if let Err(e) = layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false) {
+            tracing::warn!(error = %e, "cannot write agent.addr in the data folder");
+        }
         tracing::info!(addr = %local, version = crate::version(), instance = %c.instance.id, "listening");
         // systemd's Type=notify: ready once the listener is up (no-op elsewhere).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 
-        let mut problems = Vec::new();
         if let (Some(addr), Some(registry)) = (c.telemetry.metrics_addr(), self.metrics.clone()) {
             // Metrics are not worth refusing to run for.
             match crate::telemetry::prometheus::serve(addr, registry, stop_rx.clone()).await {
                 Ok(bound) => {
-                    layout::write_replace(
-                        &c.data_dir.join("metrics.addr"),
-                        bound.to_string().as_bytes(),
-                        false,
-                    )
-                    .map_err(data_err)?;
+                    if let Err(e) =
+                        layout::write_replace(&c.data_dir.join("metrics.addr"), bound.to_string().as_bytes(), false)
+                    {
+                        tracing::warn!(error = %e, "cannot write metrics.addr in the data folder");
+                    }
                     tracing::info!(addr = %bound, "Prometheus metrics at http://{bound}/metrics");
                 }
                 Err(e) => {
@@ -186,9 +193,10 @@ impl App {
             .build_v1alpha()
             .map_err(|e| AppError::Reflection(e.to_string()))?;
 
-        let admission = crate::admission::Admission::new(
+        let admission = crate::admission::Admission::with_total_streams(
             c.limits.max_connections_per_identity,
             c.limits.max_streams_per_identity,
+            c.limits.max_streams,
         );
         let service = BoltService::new(executor, registry, authz, state, dist, admission.clone());
         let bolt =

@@ -2,56 +2,9 @@
 //! rules of the config. With no rules, any identity whose certificate the CA
 //! signed may execute any pack, read history and kill its own executions.
 
-use serde::Deserialize;
 use wildmatch::WildMatch;
 
-/// What a call needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Permission {
-    /// Start actions of the rule's packs (and kill one's own executions).
-    Execute,
-    /// Read executions, their output and history.
-    Read,
-    /// Kill anyone's executions of the rule's packs.
-    Kill,
-    /// Run dev builds of packs.
-    Dev,
-}
-
-impl std::fmt::Display for Permission {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Execute => "execute",
-            Self::Read => "read",
-            Self::Kill => "kill",
-            Self::Dev => "dev",
-        })
-    }
-}
-
-/// `[authz]`: rules are unioned; an identity matching none may do nothing.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthzConfig {
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-}
-
-/// `[[authz.rules]]`: identities (glob patterns, `*` matches any run of
-/// characters) get the listed permissions on the listed packs (default all).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub identities: Vec<String>,
-    pub allow: Vec<Permission>,
-    #[serde(default = "all_packs")]
-    pub packs: Vec<String>,
-}
-
-fn all_packs() -> Vec<String> {
-    vec!["*".into()]
-}
+pub use bolt_formats::authz::{AuthzConfig, Permission, Rule};
 
 #[derive(Debug, thiserror::Error)]
 #[error("identity {identity:?} may not {permission}{}", pack.as_ref().map(|p| format!(" pack {p:?}")).unwrap_or_default())]
@@ -61,25 +14,12 @@ pub struct Denied {
     pub pack: Option<String>,
 }
 
-impl AuthzConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.identities.is_empty() {
-                return Err(format!("authz.rules[{i}].identities is empty"));
-            }
-            if rule.allow.is_empty() {
-                return Err(format!("authz.rules[{i}].allow is empty"));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Compiled rules.
 #[derive(Debug)]
 pub struct Authorizer {
     rules: Vec<CompiledRule>,
     default_open: bool,
+    info: Vec<WildMatch>,
 }
 
 #[derive(Debug)]
@@ -100,7 +40,11 @@ impl Authorizer {
                 packs: r.packs.iter().map(|p| WildMatch::new(p)).collect(),
             })
             .collect();
-        Self { rules, default_open: config.rules.is_empty() }
+        Self {
+            rules,
+            default_open: config.rules.is_empty(),
+            info: config.info.iter().map(|p| WildMatch::new(p)).collect(),
+        }
     }
 
     /// Whether `identity` holds `permission`, on `pack` when the permission is
@@ -118,8 +62,11 @@ impl Authorizer {
     /// The decision alone, not logged: for filtering many records. Without a
     /// pack, whether the identity holds the permission on any pack.
     pub fn allows(&self, identity: &str, permission: Permission, pack: Option<&str>) -> bool {
+        if permission == Permission::Info && self.info.iter().any(|m| m.matches(identity)) {
+            return true;
+        }
         if self.default_open {
-            matches!(permission, Permission::Execute | Permission::Read)
+            matches!(permission, Permission::Execute | Permission::Read | Permission::Info)
         } else {
             self.rules.iter().any(|r| {
                 r.allow.contains(&permission)
@@ -182,5 +129,17 @@ mod tests {
         assert!(a.check("reader", Permission::Read, Some("probe")).is_ok());
         assert!(a.check("reader", Permission::Read, Some("secret")).is_err());
         assert!(a.allows("reader", Permission::Read, None), "some pack is readable");
+    }
+
+    #[test]
+    fn info_is_everyone_s_unless_narrowed() {
+        let a = authz("[[rules]]\nidentities = [\"ops\"]\nallow = [\"execute\"]\n");
+        assert!(a.check("stranger", Permission::Info, None).is_ok(), "on by default, as before");
+        let a = authz(
+            "info = [\"monitor-*\"]\n[[rules]]\nidentities = [\"ops\"]\nallow = [\"execute\", \"info\"]\n",
+        );
+        assert!(a.check("stranger", Permission::Info, None).is_err());
+        assert!(a.check("monitor-1", Permission::Info, None).is_ok());
+        assert!(a.check("ops", Permission::Info, None).is_ok());
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Modules, each with one job:
 //! - [`admission`]: connections and streams per identity;
-//! - [`config`]: the TOML configuration and its defaults;
+//! - [`config`]: the TOML configuration and its defaults (from `bolt-formats`);
 //! - [`tls`]: the mTLS listener and the caller's identity;
 //! - [`certs`]: `bolt-agent certs` (a development CA and certificates);
 //! - [`api`]: the gRPC services (tonic only lives here);
@@ -27,7 +27,6 @@ pub mod app;
 pub mod authz;
 pub mod caps;
 pub mod certs;
-pub mod config;
 pub mod distribution;
 pub mod exec;
 pub mod memory;
@@ -42,6 +41,7 @@ pub mod telemetry;
 pub mod tls;
 
 pub use app::{App, AppError};
+pub use bolt_formats::{config, hostname};
 
 /// The version this build reports (GetAgentInfo, logs, `--version`): the
 /// crate version, plus `+<label>` for a build made with `BOLT_BUILD=<label>`
@@ -72,7 +72,3 @@ fn stamped_label() -> Option<String> {
     valid.then(|| label.to_owned())
 }
 
-/// This host's name, or an empty string.
-pub fn hostname() -> String {
-    hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
-}

@@ -392,6 +392,20 @@ fn classify(path: &Path, e: redb::DatabaseError) -> StoreError {
 }
 
 fn init_schema(db: &Database, path: &Path) -> Result<(), StoreError> {
+    // A history that has its schema and tables needs no write to open, so
+    // an agent starts on a full data disk (to serve reads and kills).
+    if let Ok(txn) = db.begin_read() {
+        let version = txn.open_table(META).ok().and_then(|m| m.get("schema_version").ok().flatten().map(|v| v.value().to_owned()));
+        let tables = txn.open_table(EXECUTIONS).is_ok()
+            && txn.open_table(ACTIVE).is_ok()
+            && txn.open_table(IDEMPOTENCY).is_ok()
+            && txn.open_table(TO_COMPRESS).is_ok();
+        match version {
+            Some(v) if v != SCHEMA_VERSION => return Err(StoreError::Schema { path: path.to_owned(), found: v }),
+            Some(_) if tables => return Ok(()),
+            _ => {}
+        }
+    }
     let txn = db.begin_write().map_err(db_err)?;
     {
         let mut meta = txn.open_table(META).map_err(db_err)?;

@@ -1,10 +1,6 @@
 //! agent.toml text: parsing and validation.
+//! The checks are bolt_formats::fuzzing::config, which `cargo test` also
+//! replays over the corpus and the saved regressions.
 #![no_main]
 
-use bolt_agent::config::Config;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = Config::from_toml(text);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bolt_formats::fuzzing::config(data));

@@ -1,15 +1,6 @@
 //! pack.toml text: parsing, then every check that needs no files.
+//! The checks are bolt_formats::fuzzing::manifest, which `cargo test` also
+//! replays over the corpus and the saved regressions.
 #![no_main]
 
-use std::path::Path;
-
-use bolt_agent::packs::PackManifest;
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    if let Ok(manifest) = PackManifest::parse(text) {
-        // Entrypoints are reported missing; everything else is checked.
-        let _ = manifest.problems(Path::new("/nonexistent-bolt-fuzz"));
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| bolt_formats::fuzzing::manifest(data));

@@ -43,6 +43,17 @@ def make_certs(directory: Path, *sans: str) -> Path:
     return directory
 
 
+def _accepts(address: str) -> bool:
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 class Agent:
     """One real agent process on a loopback port chosen by the kernel.
 
@@ -86,9 +97,13 @@ class Agent:
     # --- process control -------------------------------------------------
 
     def start(self, listen: str = "127.0.0.1:0", timeout: float = 20.0) -> "Agent":
+        """Starts the agent and waits until it serves: until it writes
+        data/agent.addr, or, with a fixed port in `listen`, until the port
+        accepts (a full data disk leaves no room for the address file)."""
         addr_file = self.data_dir / "agent.addr"
         if addr_file.exists():
             addr_file.unlink()
+        fixed = int(listen.rsplit(":", 1)[1])
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
@@ -118,6 +133,9 @@ class Agent:
                     self.address = text
                     self.port = int(text.rsplit(":", 1)[1])
                     return self
+            if fixed and _accepts(listen):
+                self.address, self.port = listen, fixed
+                return self
             time.sleep(0.02)
         raise RuntimeError(f"agent did not start within {timeout}s:\n{self.log()}")
 

@@ -82,3 +82,38 @@ def test_full_data_folder(make_agent, small_disk):
     for e in [*earlier, eid]:
         assert get(s, e).state == pb.STATE_SUCCEEDED
     assert len(s.ListExecutions(pb.ListExecutionsRequest()).executions) == 5
+
+
+def test_the_agent_starts_on_a_full_data_disk_and_serves_reads_and_kills(make_agent, small_disk):
+    a = make_agent(start=False, config='[limits]\nmin_free_bytes = "1MiB"\n[caps]\nenabled = false\n[exec]\nkill_grace = "1s"\n')
+    a.data_dir = small_disk / "data"
+    a.start()
+    s = stub_for(a)
+    done = execute(s, "echo", msg="before the disk filled")
+    assert follow(s, done)[1].execution.state == pb.STATE_SUCCEEDED
+    running = execute(s, "sleep", ticks=600, interval="0.1")
+    wait_until(lambda: get(s, running).state == pb.STATE_RUNNING, 10, "the action to run")
+    port = a.port
+    a.stop()
+    filler = fill(small_disk, 0)
+    try:
+        with open(filler, "ab") as f:  # the last blocks too
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+    except OSError:
+        pass
+    assert free(small_disk) < 64 * 1024
+
+    a.start(listen=f"127.0.0.1:{port}")
+    s = stub_for(a)
+    health = s.Health(pb.HealthRequest(), timeout=10)
+    assert health.status == pb.SERVING_STATUS_DEGRADED and any("free" in p for p in health.problems), health
+    assert get(s, done).state == pb.STATE_SUCCEEDED
+    assert "before the disk filled" in text(follow(s, done)[0])
+    code, msg = code_of(lambda: execute(s, "echo", msg="refused"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, msg
+    assert s.Kill(pb.KillRequest(execution_id=running), timeout=10).state == pb.STATE_RUNNING
+    filler.unlink()  # the end is recorded once there is room
+    e = wait_until(lambda: (x := get(s, running)).state == pb.STATE_KILLED and x, 30, "the kill to be recorded")
+    assert e.state == pb.STATE_KILLED

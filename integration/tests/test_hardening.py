@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 from bolt.v1 import bolt_pb2 as pb
-from util import code_of, execute, follow, get, stub_for, text, wait_state, wait_until
+from util import code_of, execute, follow, get, healthy, stub_for, text, wait_state, wait_until
 
 from bolt_testing import EXAMPLE_PACKS, TEST_PACKS, Agent, agent_bin
 
@@ -405,3 +405,152 @@ def test_a_retry_runs_an_execution_the_agent_never_started(agent) -> None:  # ty
     e = wait_state(stub, retry)
     assert e.state == pb.STATE_SUCCEEDED
     assert execute(stub, "echo", msg="once", key="crash-before-launch") == retry, "then the key names the run"
+
+
+# --- info can be narrowed ---------------------------------------------------------------------
+
+
+def test_info_is_everyone_s_until_narrowed(make_agent) -> None:  # type: ignore[no-untyped-def]
+    rules = '[[authz.rules]]\nidentities = ["bolt-client"]\nallow = ["execute", "read"]\n'
+    for narrowed in (False, True):
+        config = ('[authz]\ninfo = ["monitor"]\n' if narrowed else "") + rules
+        a = make_agent(config=config)
+        for name in ("stranger", "monitor"):
+            subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", name], check=True, capture_output=True)
+        stranger = stub_for(a, a.certs / "stranger.crt", a.certs / "stranger.key")
+        monitor = stub_for(a, a.certs / "monitor.crt", a.certs / "monitor.key")
+        calls = (
+            lambda s: s.ListActions(pb.ListActionsRequest(), timeout=5),
+            lambda s: s.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5),
+            lambda s: s.Health(pb.HealthRequest(), timeout=5),
+        )
+        for call in calls:
+            call(monitor)
+            if narrowed:
+                code, details = code_of(lambda: call(stranger))
+                assert code == grpc.StatusCode.PERMISSION_DENIED and "info" in details, details
+            else:
+                call(stranger)
+        a.stop()
+
+
+# --- a server that drips ------------------------------------------------------------------------
+
+
+class _Drip:
+    """An S3-compatible endpoint that answers every GET with a correct
+    header and then one byte of body every 0.2 s: a slow or hostile server."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(64 * 1024))
+                self.send_header("ETag", '"drip"')
+                self.end_headers()
+                try:
+                    for _ in range(64 * 1024):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_dripping_index_is_given_up_within_the_request_timeout(make_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    drip = _Drip()
+    try:
+        key = tmp_path / "k"
+        key.mkdir()
+        subprocess.run([str(agent_bin()), "keys", "gen", "--out", str(key), "--name", "release"], check=True, capture_output=True)
+        config = f"""
+[instance]
+stage = "test"
+[sync]
+enabled = true
+bucket = "drip"
+endpoint = "{drip.endpoint}"
+path_style = true
+interval = "60s"
+request_timeout = "2s"
+trusted_keys = ["{key / 'release.pub'}"]
+"""
+        a = make_agent(config=config, env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
+        stub = stub_for(a)
+        t0 = time.monotonic()
+        s = wait_until(lambda: (lambda x: x if x.last_error else None)(stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).pack_sync), 30, "the sync to give up")
+        assert "too slowly" in s.last_error, s.last_error
+        assert time.monotonic() - t0 < 15
+    finally:
+        drip.close()
+
+
+# --- the data folder ----------------------------------------------------------------------------
+
+
+def test_a_loose_data_folder_is_tightened_and_a_planted_link_is_never_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "root-only"
+    victim.write_text("precious\n")
+    victim.chmod(0o600)
+    a = Agent(tmp_path / "a")
+    a.data_dir.mkdir(parents=True)
+    a.data_dir.chmod(0o777)
+    for name in (".agent.addr.tmp", ".metrics.addr.tmp", ".state.json.tmp"):
+        (a.data_dir / name).symlink_to(victim)
+    a.start()
+    try:
+        assert victim.read_text() == "precious\n"
+        assert a.data_dir.stat().st_mode & 0o777 == 0o755, oct(a.data_dir.stat().st_mode)
+        assert "tightened" in a.log()
+        assert healthy(stub_for(a))
+    finally:
+        a.stop()
+    fresh = Agent(tmp_path / "b").start()
+    try:
+        assert fresh.data_dir.stat().st_mode & 0o777 == 0o711
+    finally:
+        fresh.stop()
+
+
+# --- output on disk ---------------------------------------------------------------------------------
+
+DRIP_PACK = """name = "probe-drip"
+[[actions]]
+name = "bytes"
+entrypoint = "bytes.sh"
+"""
+
+
+def test_one_byte_writes_stay_within_the_cap_on_disk(tmp_path: Path) -> None:
+    pack = tmp_path / "src" / "probe-drip"
+    pack.mkdir(parents=True)
+    (pack / "pack.toml").write_text(DRIP_PACK)
+    (pack / "bytes.sh").write_text('#!/bin/sh\ni=0\nwhile [ $i -lt 600 ]; do printf x; sleep 0.002; i=$((i+1)); done\n')
+    (pack / "bytes.sh").chmod(0o755)
+    with Agent(tmp_path / "a", packs=[pack], config='[exec]\noutput_max = "2KiB"\n') as a:
+        stub = stub_for(a)
+        eid = stub.Execute(pb.ExecuteRequest(pack="probe-drip", action="bytes"), timeout=10).execution_id
+        chunks, end = follow(stub, eid, timeout=60)
+        assert end is not None and end.execution.output_truncated and end.execution.stdout_bytes == 600
+        notice = text(chunks, pb.STREAM_SYSTEM)
+        on_disk = (a.data_dir / "executions" / eid / "output.log").stat().st_size
+        # magic, the capped records, then the notice's record
+        assert on_disk <= 8 + 2048 + 16 + len(notice.encode()), on_disk
+        assert len(text(chunks)) < 2048

@@ -82,7 +82,7 @@ class World:
     stubs: dict[str, bolt_pb2_grpc.BoltStub]
 
 
-def agent_config(stage: str, s3: MotoServer, trusted: Path) -> str:
+def agent_config(stage: str, s3: MotoServer, trusted: Path, prefix: str = PREFIX, sync_extra: str = "") -> str:
     return f"""
 [instance]
 stage = "{stage}"
@@ -91,13 +91,14 @@ app = "kafka"
 [sync]
 enabled = true
 bucket = "{s3.bucket}"
-prefix = "{PREFIX}"
+prefix = "{prefix}"
 endpoint = "{s3.endpoint}"
 region = "us-east-1"
 path_style = true
 interval = "1s"
 jitter = 0.0
 trusted_keys = ["{trusted}"]
+{sync_extra}
 
 [[authz.rules]]
 identities = ["*"]
@@ -125,6 +126,8 @@ def pub_key_id(pub: Path) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("lifecycle")
+    # Virtualenvs are built as nobody, who must pass through to them.
+    let_others_through(root)
     with MotoServer(BUCKET, log_dir=root) as s3:
         keys = root / "keys"
         keys.mkdir()
@@ -893,3 +896,177 @@ def test_a_generation_at_its_limit_is_refused_not_wrapped(world: World) -> None:
     w.s3.put(key, w.s3.get(key).replace(b'\\"generation\\":18446744073709551615', b'\\"generation\\":1000000000000000000000000000000'))
     refused(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.2")), "--stage", "dev", "--key", str(w.keys / "release.key")), "stages/dev.json")
 
+
+
+# --- the agents' side, hardened (round 2) --------------------------------------------------
+
+
+def side_agent(w: World, name: str, prefix: str, sync_extra: str = "") -> Agent:
+    """An agent of stage test, app kafka, following `prefix` (no other agent does)."""
+    config = agent_config("test", w.s3, w.keys / "release.pub", prefix, sync_extra)
+    return Agent(w.root / name, packs=[], config=config, certs=w.certs, env=w.s3.env).start()
+
+
+def test_a_version_is_never_swapped_under_its_name(world: World) -> None:
+    w, test = world, world.stubs["test"]
+    ok(publish(w, make_pack(w.root, "lc-same", "1.0.0"), "test"))
+    wait_version(test, "lc-same", "1.0.0")
+    eid = test.Execute(pb.ExecuteRequest(pack="lc-same", action="slow"), timeout=10).execution_id
+    installed = w.agents["test"].data_dir / "installed" / "packs" / "lc-same" / "1.0.0"
+    marker = (installed / "marker.txt").read_text()
+
+    # Other bytes under the same version, in a validly signed index.
+    other = make_pack(w.root, "lc-same", "1.0.0", files={"extra.txt": "other bytes\n"})
+    sha, size = upload_archive(w, other)
+    forge_index(w, "test", "lc-same", {"version": "1.0.0", "sha256": sha, "size": size, "targets": None})
+    s = wait_error(test, "lc-same")
+    assert "same version" in s.last_error and "publish a new version" in s.last_error, s.last_error
+    assert (installed / "marker.txt").read_text() == marker and not (installed / "extra.txt").exists()
+    chunks, end = follow(test, eid)
+    assert end is not None and end.execution.state == pb.STATE_SUCCEEDED and text(chunks) == marker
+
+    ok(publish(w, make_pack(w.root, "lc-same", "1.0.1"), "test"))
+    wait_version(test, "lc-same", "1.0.1")
+    wait_clean(test)
+
+
+def test_many_broken_entries_make_a_bounded_error(world: World) -> None:
+    w = world
+    prefix = "bulk"
+    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-bulk", "1.0.0")), "--stage", "test", "--key", str(w.keys / "release.key")))
+    key = f"{prefix}/stages/test.json"
+    index = open_envelope(w.s3.get(key))
+    for i in range(2000):
+        index["packs"][f"lc-broken-{i}"] = {"version": "1.0.0", "sha256": hashlib.sha256(str(i).encode()).hexdigest(), "size": 10, "targets": None}
+    index["generation"] += 1
+    w.s3.put(key, sign_envelope(index, (w.keys / "release.key").read_bytes()))
+    a = side_agent(w, "agent-bulk", prefix)
+    try:
+        stub = stub_for(a)
+        wait_version(stub, "lc-bulk", "1.0.0", timeout=60)
+        s = wait_until(lambda: sync_state(stub) if "more failures" in sync_state(stub).last_error else None, 60, "the failures")
+        assert len(s.last_error) < 2000, len(s.last_error)
+        health = stub.Health(pb.HealthRequest(), timeout=5)
+        assert sum(len(p) for p in health.problems) < 4000
+        assert len(stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).SerializeToString()) < 64 * 1024
+        assert a.log().count("pack sync failed") < 100
+    finally:
+        a.stop()
+
+
+BACKEND = '''import os, subprocess, time, zipfile, base64, hashlib
+MARK = "@MARK@"
+def _record(what):
+    with open(os.path.join(MARK, what), "w") as f:
+        f.write(str(os.getuid()))
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    return _dist_info(metadata_directory)
+def _dist_info(where):
+    d = os.path.join(where, "@NAME@-1.0.dist-info")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "METADATA"), "w") as f:
+        f.write("Metadata-Version: 2.1\\nName: @NAME@\\nVersion: 1.0\\n")
+    with open(os.path.join(d, "WHEEL"), "w") as f:
+        f.write("Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+    return os.path.basename(d)
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    _record("uid-@NAME@")
+    if "@HANG@" == "yes":
+        subprocess.Popen(["sleep", "@SLEEPER@"])
+        time.sleep(3600)
+    name = "@NAME@-1.0-py3-none-any.whl"
+    files = {"@NAME@/__init__.py": b"VALUE = 1\\n",
+             "@NAME@-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: @NAME@\\nVersion: 1.0\\n",
+             "@NAME@-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"}
+    record = []
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for path, data in files.items():
+            z.writestr(path, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(data)}")
+        record.append("@NAME@-1.0.dist-info/RECORD,,")
+        z.writestr("@NAME@-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+    return name
+'''
+
+
+def source_package(root: Path, name: str, mark: Path, hang: bool, sleeper: str) -> Path:
+    """A source package whose in-tree build backend (the pack author's code
+    that pip runs) records the uid it runs as, and, with `hang`, starts a
+    child and never finishes."""
+    d = root / f"src-{name}"
+    d.mkdir()
+    (d / "pyproject.toml").write_text(f'[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n[project]\nname = "{name}"\nversion = "1.0"\n')
+    code = BACKEND.replace("@MARK@", str(mark)).replace("@NAME@", name).replace("@HANG@", "yes" if hang else "no").replace("@SLEEPER@", sleeper)
+    (d / "backend.py").write_text(code)
+    for p in [d, *d.iterdir()]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return d
+
+
+def let_others_through(path: Path) -> None:
+    """o+x on `path` and every folder above it, as on a real host's /var/lib."""
+    for p in [path, *path.parents]:
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            p.chmod(mode | 0o001)
+
+
+def test_builds_run_unprivileged_and_a_hung_one_delays_nothing_and_leaves_nothing(world: World) -> None:
+    w = world
+    prefix = "builds"
+    root = w.root / "builds"
+    root.mkdir()
+    mark = root / "marks"
+    mark.mkdir()
+    mark.chmod(0o777)
+    let_others_through(root)
+    sleeper = "1001.25"
+    hang_src = source_package(root, "hangpkg", mark, hang=True, sleeper=sleeper)
+    fine_src = source_package(root, "finepkg", mark, hang=False, sleeper=sleeper)
+    for name, src in (("lc-hang", hang_src), ("lc-fine", fine_src)):
+        pack = make_pack(root, name, "1.0.0", files={"requirements.txt": f"--no-index\n{src.name.removeprefix('src-')} @ file://{src}\n"})
+        ok(cli_at(w, prefix, "pack", "publish", str(pack), "--stage", "test", "--key", str(w.keys / "release.key")))
+    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(root, "lc-plain", "1.0.0")), "--stage", "test", "--key", str(w.keys / "release.key")))
+
+    a = Agent(root / "agent", packs=[], certs=w.certs, env=w.s3.env,
+              config=agent_config("test", w.s3, w.keys / "release.pub", prefix, 'pip_timeout = "6s"'))
+    let_others_through(a.root)
+    a.start()
+    try:
+        stub = stub_for(a)
+        started = time.monotonic()
+        wait_version(stub, "lc-plain", "1.0.0", timeout=30)
+        wait_version(stub, "lc-fine", "1.0.0", timeout=60)
+        assert time.monotonic() - started < 30, "the hung build held the others back"
+        if os.geteuid() == 0:
+            nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True, check=True).stdout)
+            assert (mark / "uid-finepkg").read_text() == str(nobody), "pip ran the build backend as root"
+            venv = next(v for v in (a.data_dir / "installed" / "venvs").iterdir() if (v / ".bolt-ready").exists())
+            assert venv.stat().st_uid == 0 and not venv.stat().st_mode & 0o022, "the builder's folder was taken back"
+        e, out = run(stub, "lc-fine", "show")
+        assert e.state == pb.STATE_SUCCEEDED
+
+        # The hung build is ended at the timeout with every process it started.
+        wait_until(lambda: (mark / "uid-hangpkg").exists(), 30, "the hung build to start")
+        s = wait_until(lambda: sync_state(stub) if "lc-hang" in sync_state(stub).last_error else None, 30, "the timeout")
+        assert "longer than" in s.last_error, s.last_error
+        wait_until(lambda: not sleepers(sleeper), 10, "the build's processes to be gone")
+        assert versions(stub, "lc-hang") == set()
+    finally:
+        a.stop()
+    assert not sleepers(sleeper)
+
+
+def sleepers(arg: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", arg.encode()]:
+                    out.append(int(d.name))
+            except OSError:
+                continue
+    return out

@@ -200,7 +200,8 @@ impl Bolt for BoltService {
         &self,
         req: Request<pb::ListActionsRequest>,
     ) -> Result<Response<pb::ListActionsResponse>, Status> {
-        identity(&req)?;
+        let who = identity(&req)?;
+        self.authz.load().check(&who.name, Permission::Info, None)?;
         let filter = req.into_inner().pack;
         convert::name_filter("pack", &filter)?;
         let snapshot = self.registry.snapshot();
@@ -386,7 +387,8 @@ impl Bolt for BoltService {
     }
 
     async fn health(&self, req: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
-        identity(&req)?;
+        let who = identity(&req)?;
+        self.authz.load().check(&who.name, Permission::Info, None)?;
         Ok(Response::new(self.health()))
     }
 
@@ -395,7 +397,8 @@ impl Bolt for BoltService {
         &self,
         req: Request<pb::GetAgentInfoRequest>,
     ) -> Result<Response<pb::AgentInfo>, Status> {
-        identity(&req)?;
+        let who = identity(&req)?;
+        self.authz.load().check(&who.name, Permission::Info, None)?;
         let health = self.health();
         let snapshot = self.registry.snapshot();
         let (free, total) = disk_space(&self.state.data_dir).unwrap_or((0, 0));

@@ -47,7 +47,14 @@ pub struct Remote {
     bucket: String,
     pub layout: Layout,
     requests: AtomicU64,
+    /// sync.request_timeout: for the answer, and for each gap in a body.
+    timeout: Duration,
 }
+
+/// The slowest a body may arrive, on average: beyond the request timeout, a
+/// body of N bytes gets N / MIN_BODY_RATE seconds, so a server that drips
+/// (64 MiB at 1 KiB/s would take 18 hours) cannot hold the sync loop.
+const MIN_BODY_RATE: u64 = 64 * 1024;
 
 impl std::fmt::Debug for Remote {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,6 +89,7 @@ impl Remote {
             bucket: settings.bucket.clone(),
             layout: Layout::new(&settings.prefix),
             requests: AtomicU64::new(0),
+            timeout,
         })
     }
 
@@ -145,13 +153,26 @@ impl Remote {
             return Err(too_large());
         }
         let etag = out.e_tag().map(str::to_owned);
+        let expected = out.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(limit);
+        let deadline = tokio::time::Instant::now() + self.timeout + Duration::from_secs(expected / MIN_BODY_RATE);
+        let failed = |message: String| RemoteError::Request { bucket: self.bucket.clone(), key: key.into(), message };
         let mut body = out.body;
         let mut bytes = Vec::new();
-        while let Some(chunk) = body.try_next().await.map_err(|e| RemoteError::Request {
-            bucket: self.bucket.clone(),
-            key: key.into(),
-            message: e.to_string(),
-        })? {
+        loop {
+            let next = tokio::time::timeout_at(deadline.min(tokio::time::Instant::now() + self.timeout), body.try_next());
+            let chunk = match next.await {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(failed(e.to_string())),
+                Err(_) => {
+                    return Err(failed(format!(
+                        "the body arrives too slowly ({} bytes so far; at least {} KiB/s after {:?})",
+                        bytes.len(),
+                        MIN_BODY_RATE / 1024,
+                        self.timeout
+                    )))
+                }
+            };
             if (bytes.len() + chunk.len()) as u64 > limit {
                 return Err(too_large());
             }

@@ -3,8 +3,9 @@
 //! extraction, virtualenvs, and an atomic switch. Any failure keeps the last
 //! good version of the pack concerned.
 
+use futures_util::{stream, StreamExt};
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
@@ -32,6 +33,16 @@ use crate::{
 
 /// Largest stage index read.
 const MAX_INDEX_BYTES: u64 = 16 << 20;
+/// Packs installed at once.
+const PARALLEL_INSTALLS: usize = 4;
+/// Failures named one by one in Health and the log, each at most
+/// `MAX_MESSAGE` characters: an index of 60,000 broken entries must not make
+/// megabytes of errors.
+const MAX_REPORTED: usize = 3;
+const MAX_LOGGED: usize = 10;
+const MAX_MESSAGE: usize = 400;
+/// Longest wait before a failed pack version is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const STATE_FILE: &str = "state.json";
 /// Written into each installed version: the sha256 of its archive.
 const ARCHIVE_MARKER: &str = ".bolt-archive";
@@ -77,6 +88,16 @@ pub struct Distribution {
     pub trusted: TrustedKeys,
     pub venvs: Arc<Venvs>,
     status: Mutex<SyncStatus>,
+    /// Pack versions (name, sha256) that failed to install: when to try
+    /// again, doubling from one interval, so a broken or hanging build is
+    /// not retried (and waited for) every round.
+    backoff: Mutex<HashMap<(String, String), Backoff>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    until: std::time::Instant,
 }
 
 impl std::fmt::Debug for Distribution {
@@ -133,7 +154,26 @@ impl Distribution {
             trusted,
             venvs,
             status: Mutex::new(status),
+            backoff: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// When `name` at `sha256` may be tried again, if it failed before.
+    fn backing_off(&self, name: &str, sha256: &str) -> Option<Backoff> {
+        let map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(name.to_owned(), sha256.to_owned())).copied().filter(|b| b.until > std::time::Instant::now())
+    }
+
+    fn record_outcome(&self, name: &str, sha256: &str, ok: bool) {
+        let mut map = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (name.to_owned(), sha256.to_owned());
+        if ok {
+            map.remove(&key);
+            return;
+        }
+        let failures = map.get(&key).map_or(0, |b| b.failures).saturating_add(1);
+        let wait = self.cfg.interval.saturating_mul(1 << failures.min(16).saturating_sub(1)).min(MAX_BACKOFF);
+        map.insert(key, Backoff { failures, until: std::time::Instant::now() + wait });
     }
 
     pub fn status(&self) -> SyncStatus {
@@ -308,14 +348,19 @@ async fn sync_once(
             }
             Err(failures) => {
                 s.failures += 1;
-                s.last_error = failures.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ");
+                s.last_error = summary(failures);
             }
         }
     }
     if let Err(failures) = &result {
         for f in failures {
             metrics.sync_failures.add(1, &[opentelemetry::KeyValue::new("reason", f.reason)]);
-            tracing::error!(reason = f.reason, error = %f.message, "pack sync failed; the last good versions stay");
+        }
+        for f in failures.iter().take(MAX_LOGGED) {
+            tracing::error!(reason = f.reason, error = %clip(&f.message), "pack sync failed; the last good versions stay");
+        }
+        if failures.len() > MAX_LOGGED {
+            tracing::error!(more = failures.len() - MAX_LOGGED, "pack sync: more failures, not logged one by one");
         }
     }
     drop(_enter);
@@ -380,29 +425,53 @@ async fn round(
         index.packs.iter().filter(|(_, e)| e.targets_app(&dist.app)).collect();
     let current: HashMap<String, Installed> =
         state.packs.iter().map(|p| (p.name.clone(), p.clone())).collect();
-    let mut next = Vec::new();
+    // What serves while the round goes on: the installed version of each
+    // wanted pack, replaced as soon as its new version is ready, so one slow
+    // build never holds the others back.
+    let mut serving: BTreeMap<String, Installed> = BTreeMap::new();
+    let mut pending = Vec::new();
     let mut errors = Vec::new();
     for (name, entry) in &wanted {
         if let Some(have) = current.get(*name).filter(|h| h.sha256 == entry.sha256 && h.dir.exists()) {
-            next.push(have.clone());
+            serving.insert((*name).clone(), have.clone());
             continue;
         }
-        match install(dist, remote, name, entry).await {
-            Ok(inst) => {
-                tracing::info!(pack = %name, version = %entry.version, sha256 = %entry.sha256, "pack installed");
-                next.push(inst);
-            }
-            Err(e) => {
-                errors.push(e);
-                if let Some(old) = current.get(*name) {
-                    next.push(old.clone());
-                }
-            }
+        if let Some(old) = current.get(*name) {
+            serving.insert((*name).clone(), old.clone());
+        }
+        match dist.backing_off(name, &entry.sha256) {
+            Some(b) => errors.push(Failure::new(
+                "backoff",
+                format!(
+                    "{name} {}: failed {} time(s); next try in {}s",
+                    entry.version,
+                    b.failures,
+                    b.until.saturating_duration_since(std::time::Instant::now()).as_secs()
+                ),
+            )),
+            None => pending.push(((*name).clone(), (*entry).clone())),
         }
     }
+    let mut installs =
+        stream::iter(pending).map(|(name, entry)| install_owned(dist, remote, name, entry)).buffer_unordered(PARALLEL_INSTALLS);
+    while let Some((name, entry, result)) = installs.next().await {
+        dist.record_outcome(&name, &entry.sha256, result.is_ok());
+        match result {
+            Ok(inst) => {
+                tracing::info!(pack = %name, version = %entry.version, sha256 = %entry.sha256, "pack installed");
+                serving.insert(name.clone(), inst);
+                registry.set_installed(serving.values().cloned().collect());
+                let r = registry.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    drop(installs);
     for old in state.packs.iter().filter(|p| !wanted.iter().any(|(n, _)| **n == p.name)) {
         tracing::info!(pack = %old.name, version = %old.version, "pack no longer in the stage for this app; removed");
     }
+    let next: Vec<Installed> = wanted.iter().filter_map(|(n, _)| serving.get(*n).cloned()).collect();
     let changed = next != state.packs;
     state.packs = next;
     state.generation = index.generation;
@@ -426,14 +495,39 @@ async fn round(
     }
 }
 
+async fn install_owned(
+    dist: &Distribution,
+    remote: &Remote,
+    name: String,
+    entry: StageEntry,
+) -> (String, StageEntry, Result<Installed, Failure>) {
+    let result = install(dist, remote, &name, &entry).await;
+    (name, entry, result)
+}
+
 async fn install(
     dist: &Distribution,
     remote: &Remote,
     name: &str,
     entry: &StageEntry,
 ) -> Result<Installed, Failure> {
-    let tmp = dist.unpack(remote, name, &entry.version, &entry.sha256, &dist.tmp_root()).await?;
     let fin = dist.packs_root().join(name).join(&entry.version);
+    // A version is immutable: other bytes under an installed version's name
+    // would swap the folder of executions running it.
+    if let Ok(installed) = std::fs::read_to_string(fin.join(ARCHIVE_MARKER)) {
+        if installed != entry.sha256 {
+            return Err(Failure::new(
+                "version_reused",
+                format!(
+                    "{name} {}: installed with sha256 {}, and the index now names sha256 {} for the same version; refused (publish a new version)",
+                    entry.version,
+                    clip(&installed),
+                    entry.sha256
+                ),
+            ));
+        }
+    }
+    let tmp = dist.unpack(remote, name, &entry.version, &entry.sha256, &dist.tmp_root()).await?;
     let same = std::fs::read_to_string(fin.join(ARCHIVE_MARKER)).is_ok_and(|s| s == entry.sha256);
     if same {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -461,6 +555,24 @@ async fn install(
         sha256: entry.sha256.clone(),
         dir: fin,
     })
+}
+
+/// One line for Health: the first failures, each clipped, and a count of the rest.
+fn summary(failures: &[Failure]) -> String {
+    let mut text = failures.iter().take(MAX_REPORTED).map(|f| clip(&f.message)).collect::<Vec<_>>().join("; ");
+    if failures.len() > MAX_REPORTED {
+        text.push_str(&format!("; and {} more failures", failures.len() - MAX_REPORTED));
+    }
+    text
+}
+
+fn clip(s: &str) -> String {
+    if s.chars().count() <= MAX_MESSAGE {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(MAX_MESSAGE).collect();
+    out.push('…');
+    out
 }
 
 /// Removes installed versions and virtualenvs that nothing uses: not

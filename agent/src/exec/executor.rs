@@ -475,7 +475,12 @@ impl Executor {
             grace_ms: grace.unwrap_or(self.inner.cfg.kill_grace).as_millis() as u64,
             by: by.to_owned(),
         };
-        layout::write_replace(&dir.path(layout::KILL), &serde_json::to_vec(&req).unwrap_or_default(), false)?;
+        // On a full disk kill.json cannot be written; the signal alone still
+        // kills (with the default grace, "by a signal to the supervisor").
+        if let Err(e) = layout::write_replace(&dir.path(layout::KILL), &serde_json::to_vec(&req).unwrap_or_default(), false)
+        {
+            tracing::warn!(error = %e, "cannot write kill.json; signalling the supervisor all the same");
+        }
         // Signalled only once child.pid exists, that is once the supervisor
         // blocks SIGTERM; before that it finds kill.json after its spawn.
         if dir.path(layout::CHILD_PID).exists() {
@@ -537,7 +542,11 @@ impl Executor {
                     }
                     tracing::info!(state = rec.state.as_str(), "recovered");
                     drop(_g);
-                    self.end(rec).await;
+                    // Stored in the background: on a full disk the end waits
+                    // for space, and the agent must serve meanwhile.
+                    self.publish(&rec);
+                    let this = self.clone();
+                    tokio::spawn(async move { this.end(rec).await }.instrument(span));
                 }
             }
         }
@@ -586,9 +595,11 @@ impl Executor {
                 compressed: dir.path(layout::OUTPUT_ZST).exists() && !dir.path(layout::OUTPUT).exists(),
                 ..Default::default()
             };
-            match self.inner.store.create(rec).await? {
-                Created::New => adopted += 1,
-                Created::Existing(_) => {}
+            match self.inner.store.create(rec).await {
+                Ok(Created::New) => adopted += 1,
+                Ok(Created::Existing(_)) => {}
+                // A full disk: the folder stays, the next start adopts it.
+                Err(e) => tracing::error!(folder = %path.display(), error = %e, "cannot record an adopted execution"),
             }
         }
         if adopted > 0 || unknown > 0 {

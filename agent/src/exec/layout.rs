@@ -218,6 +218,37 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
 }
 
+/// The data folder: created 0711 (others may pass through to the installed
+/// packs and virtualenvs, never list or write), or, if it exists, refused
+/// when another user owns it and tightened when others can write it.
+pub fn prepare_data_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match fs::metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().recursive(true).mode(0o711).create(path)?;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o711))
+        }
+        Err(e) => Err(e),
+        Ok(meta) if !meta.is_dir() => Err(io::Error::other("exists and is not a folder")),
+        Ok(meta) => {
+            let me = rustix::process::geteuid().as_raw();
+            if meta.uid() != me && meta.uid() != 0 {
+                return Err(io::Error::other(format!(
+                    "is owned by uid {}, not by the agent's user (uid {me}) or root: refused",
+                    meta.uid()
+                )));
+            }
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o022 != 0 {
+                let tight = mode & !0o022;
+                tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), now = format!("{tight:o}"), "the data folder was writable by others; tightened");
+                fs::set_permissions(path, fs::Permissions::from_mode(tight))?;
+            }
+            Ok(())
+        }
+    }
+}
+
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> io::Result<T> {
     let bytes = fs::read(path)?;
     serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -240,9 +271,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // A name of its own, created new and never through a link: a file or
+    // link planted under a predictable name is neither followed nor reused.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
     {
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         if durable {
             f.sync_all()?;

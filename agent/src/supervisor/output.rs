@@ -57,16 +57,20 @@ impl OutputWriter {
         if self.truncated || self.broken {
             return;
         }
-        let room = self.max.saturating_sub(self.kept);
+        // The cap counts what the output takes on disk, record headers
+        // included: an action writing one byte at a time cannot make its
+        // output 17 times larger than the cap.
+        let header = RecordHeader::SIZE as u64;
+        let room = self.max.saturating_sub(self.kept).saturating_sub(header);
         let keep = (data.len() as u64).min(room) as usize;
         if keep > 0 {
-            self.kept += keep as u64;
+            self.kept += header + keep as u64;
             self.record(stream, &data[..keep]);
         }
         if keep < data.len() {
             self.truncated = true;
             self.notice(&format!(
-                "[bolt] output truncated: the limit of {} bytes per execution was reached; the action keeps running and the rest of its output is dropped\n",
+                "[bolt] output truncated: the limit of {} bytes per execution (on disk, record headers included) was reached; the action keeps running and the rest of its output is dropped\n",
                 self.max
             ));
         }

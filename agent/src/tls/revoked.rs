@@ -10,13 +10,7 @@ use rustls::{
     DigitallySignedStruct, DistinguishedName, SignatureScheme,
 };
 
-/// Serials as lower-case hex without separators or leading zeros.
-pub fn normalize(serial: &str) -> Option<String> {
-    let hex: String =
-        serial.chars().filter(|c| !matches!(c, ':' | ' ' | '-')).collect::<String>().to_ascii_lowercase();
-    let hex = hex.strip_prefix("0x").unwrap_or(&hex).trim_start_matches('0').to_owned();
-    (!hex.is_empty() && hex.len() <= 40 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
-}
+pub use bolt_formats::config::normalize_serial as normalize;
 
 #[derive(Debug)]
 pub struct RevokedSerials {

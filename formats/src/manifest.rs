@@ -168,7 +168,7 @@ impl PackManifest {
     /// Reads and validates `<dir>/pack.toml` against the files in `dir`.
     pub fn load(dir: &Path) -> Result<Self, ManifestError> {
         let path = dir.join("pack.toml");
-        let text = super::files::read_small(&path, MAX_MANIFEST_BYTES)
+        let text = crate::files::read_small(&path, MAX_MANIFEST_BYTES)
             .map_err(|source| ManifestError::Read { path: path.clone(), source })?;
         let manifest = Self::parse(&text).map_err(|e| match e {
             ManifestError::Syntax { message, .. } => ManifestError::Syntax { path: path.clone(), message },
@@ -232,12 +232,12 @@ impl PackManifest {
                 push(format!("{at}.memory_max"), "must be at least 1MiB".into());
             }
             if let Some(user) = &action.user {
-                if let Err(message) = crate::runas::check_user(user) {
+                if let Err(message) = crate::accounts::check_user(user) {
                     push(format!("{at}.user"), message);
                 }
             }
             if let Some(group) = &action.group {
-                if let Err(message) = crate::runas::check_group(group) {
+                if let Err(message) = crate::accounts::check_group(group) {
                     push(format!("{at}.group"), message);
                 }
             }
@@ -269,7 +269,7 @@ fn param_problems(p: &ParamSpec) -> Vec<String> {
         out.push("pattern and max_length apply to string parameters only".into());
     }
     if let Some(pattern) = &p.pattern {
-        if let Err(e) = super::params::compile_pattern(pattern) {
+        if let Err(e) = crate::params::compile_pattern(pattern) {
             out.push(format!("pattern does not compile: {e}"));
         }
     }
@@ -283,7 +283,7 @@ fn param_problems(p: &ParamSpec) -> Vec<String> {
         out.push("a required parameter cannot have a default".into());
     }
     if let Some(default) = p.default_text() {
-        if let Err(reason) = super::params::check_value(p, None, &default) {
+        if let Err(reason) = crate::params::check_value(p, None, &default) {
             out.push(format!("default {default:?} is invalid: {reason}"));
         }
     }

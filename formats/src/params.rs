@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use regex::Regex;
 
-use super::manifest::{ActionSpec, ParamSpec, ParamType};
+use crate::manifest::{ActionSpec, ParamSpec, ParamType};
 
 /// Largest compiled pattern, so a hostile pack cannot make the agent build a
 /// huge automaton.

@@ -11,7 +11,7 @@ use std::{
 use flate2::{read::GzDecoder, Compression, GzBuilder};
 use sha2::{Digest, Sha256};
 
-use super::manifest::{ManifestError, PackManifest, Problem};
+use crate::manifest::{ManifestError, PackManifest, Problem};
 
 /// Bounds on what an archive may hold.
 #[derive(Debug, Clone, Copy)]

@@ -115,8 +115,9 @@ pub struct ExecConfig {
     pub kill_grace: Duration,
     /// Niceness of every action (0..=19).
     pub nice: i32,
-    /// Output kept per execution; beyond it a truncation marker is written
-    /// and the rest is counted but dropped.
+    /// Output kept per execution, as it takes on disk (each record's 16-byte
+    /// header included); beyond it a truncation marker is written and the
+    /// rest is counted but dropped.
     pub output_max: ByteSize,
     /// Variables passed from the agent's environment to actions, beside the
     /// fixed PATH, LANG and BOLT_* ones.
@@ -156,6 +157,9 @@ pub struct LimitsConfig {
     pub max_connections_per_identity: usize,
     /// Open StreamOutput calls of one client identity.
     pub max_streams_per_identity: usize,
+    /// Open StreamOutput calls of all identities together: each can hold
+    /// about half a MiB of output for a client that does not read.
+    pub max_streams: usize,
     /// Largest gRPC message the agent decodes.
     pub max_message_bytes: ByteSize,
     /// Largest single argument value.
@@ -193,6 +197,7 @@ impl Default for LimitsConfig {
             max_pending: 64,
             max_connections_per_identity: 64,
             max_streams_per_identity: 256,
+            max_streams: 256,
             max_message_bytes: ByteSize::mib(4),
             max_arg_bytes: ByteSize::kib(64),
             max_args_bytes: ByteSize::kib(256),
@@ -283,6 +288,9 @@ pub struct SyncConfig {
     pub pip_timeout: Duration,
     /// Python that builds virtualenvs.
     pub python: String,
+    /// The unprivileged user that runs pip (and so the packages' build
+    /// code) when the agent runs as root; never root.
+    pub build_user: String,
 }
 
 impl Default for SyncConfig {
@@ -305,6 +313,7 @@ impl Default for SyncConfig {
             request_timeout: Duration::from_secs(30),
             pip_timeout: Duration::from_secs(600),
             python: "python3".into(),
+            build_user: "nobody".into(),
         }
     }
 }
@@ -320,8 +329,8 @@ impl SyncConfig {
         }
     }
 
-    pub fn archive_limits(&self) -> crate::packs::archive::Limits {
-        crate::packs::archive::Limits {
+    pub fn archive_limits(&self) -> crate::archive::Limits {
+        crate::archive::Limits {
             max_archive_bytes: self.max_archive_size.as_u64(),
             max_unpacked_bytes: self.max_unpacked_size.as_u64(),
             max_files: self.max_files,
@@ -585,6 +594,7 @@ impl Config {
             ("max_connections_per_identity", self.limits.max_connections_per_identity),
             ("max_streams_per_identity", self.limits.max_streams_per_identity),
             ("max_handshakes", self.limits.max_handshakes),
+            ("max_streams", self.limits.max_streams),
         ] {
             if v == 0 {
                 problems.push(format!("limits.{name} must be at least 1"));
@@ -603,7 +613,7 @@ impl Config {
         if self.caps.pids_max == 0 {
             problems.push("caps.pids_max must be at least 1".to_string());
         }
-        if !crate::packs::manifest::valid_name(&self.caps.cgroup_name) {
+        if !crate::manifest::valid_name(&self.caps.cgroup_name) {
             problems.push(format!("caps.cgroup_name = {:?} is not a valid name", self.caps.cgroup_name));
         }
         if self.sync.enabled {
@@ -640,7 +650,7 @@ impl Config {
             problems.push("telemetry.otlp_interval must be at least 100ms".to_string());
         }
         for s in &self.tls.revoked_serials {
-            if crate::tls::revoked::normalize(s).is_none() {
+            if normalize_serial(s).is_none() {
                 problems.push(format!("tls.revoked_serials: {s:?} is not a hex serial number"));
             }
         }
@@ -653,6 +663,14 @@ impl Config {
             Err(ConfigError::Invalid(problems.join("; ")))
         }
     }
+}
+
+/// Serials as lower-case hex without separators or leading zeros.
+pub fn normalize_serial(serial: &str) -> Option<String> {
+    let hex: String =
+        serial.chars().filter(|c| !matches!(c, ':' | ' ' | '-')).collect::<String>().to_ascii_lowercase();
+    let hex = hex.strip_prefix("0x").unwrap_or(&hex).trim_start_matches('0').to_owned();
+    (!hex.is_empty() && hex.len() <= 40 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hex)
 }
 
 #[cfg(test)]
