@@ -97,7 +97,7 @@ test-rust:
 
 test-integration: build venv tools prometheus $(AGENT_NEXT)
 	PROMETHEUS=$(PROMETHEUS) GRPCURL=$(GRPCURL) BOLT_AGENT_NEXT_BIN=$(ROOT)/$(AGENT_NEXT) CARGO_DEB=$(CARGO_DEB) \
-	    $(PY) -m pytest integration -q -p no:cacheprovider
+	    $(PY) -m pytest integration -q -p no:cacheprovider -n 2 --dist loadfile --reruns 1 --reruns-delay 1
 
 test-python: build venv
 	@if [ -f clients/python/Makefile ]; then \

@@ -21,7 +21,7 @@ from pathlib import Path
 import grpc
 import pytest
 from bolt.v1 import bolt_pb2 as pb
-from util import code_of, execute, follow, get, healthy, stub_for, text, wait_state, wait_until
+from util import code_of, execute, follow, get, healthy, pid_file, stub_for, text, wait_state, wait_until
 
 from bolt_testing import EXAMPLE_PACKS, TEST_PACKS, Agent, agent_bin
 
@@ -103,7 +103,8 @@ def test_an_empty_or_missing_history_adopts_every_execution_folder(tmp_path: Pat
         wait_state(stub, failed)
         running = execute(stub, "sleep", ticks=8, interval="0.5")
         wait_state(stub, running, {pb.STATE_RUNNING})
-        wait_until(lambda: b"tick 1" in (a.data_dir / "executions" / running / "output.log").read_bytes(), 10, "a first tick")
+        log = a.data_dir / "executions" / running / "output.log"
+        wait_until(lambda: log.exists() and b"tick 1" in log.read_bytes(), 10, "a first tick")
         a.stop()
 
         history = a.data_dir / "history.redb"
@@ -164,7 +165,7 @@ def test_kill9_of_a_supervisor_ends_what_is_left_of_its_action(make_agent) -> No
     eid = execute(stub, "sleep", ticks=600, interval="0.1")
     wait_state(stub, eid, {pb.STATE_RUNNING})
     wait_until(lambda: processes_of(eid), 10, "the action's processes")
-    sup = int((a.data_dir / "executions" / eid / "supervisor.pid").read_text().split()[0])
+    sup = pid_file(a, eid, "supervisor.pid")
     os.kill(sup, signal.SIGKILL)
     e = wait_state(stub, eid, timeout=20)
     assert e.state == pb.STATE_LOST and "supervisor" in e.error

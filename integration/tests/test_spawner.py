@@ -41,6 +41,9 @@ def test_supervisors_are_forked_by_one_spawner_in_sessions_of_their_own(agent):
     s = stub_for(agent)
     spawner = wait_until(agent.spawners, 10, "the spawner")
     assert len(spawner) == 1, spawner
+    # One execution first: it waits for the spawner to answer, so the ones
+    # below cannot race its start (and fall back to a direct supervisor).
+    assert wait_state(s, execute(s, "noop")).state == pb.STATE_SUCCEEDED
     ids = [execute(s, "sleep", ticks=4, interval="0.5") for _ in range(3)]
     for eid in ids:
         sup = supervisor_of(agent, eid)
