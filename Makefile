@@ -90,7 +90,7 @@ $(AGENT_NEXT): build
 # Every stage in order, timed, with a table of the times at the end
 # (scripts/test-stages.sh); fuzzing is `make fuzz`, not part of it.
 test:
-	@bash scripts/test-stages.sh build venv tools test-rust test-integration test-python+test-java
+	@bash scripts/test-stages.sh build venv tools test-rust test-integration test-python test-java
 
 test-rust:
 	$(CARGO) test --workspace --locked

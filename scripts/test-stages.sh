@@ -10,33 +10,9 @@ cd "$(dirname "$0")/.."
 names=() secs=() results=()
 started=$(date +%s)
 failed=""
-# STAGE+STAGE runs both at once (each one's output is shown whole when it
-# ends), for independent stages that leave a core idle (the two clients).
-run_stage() {
-    case "$1" in
-    *+*)
-        local parts rc=0 pids=() logs=() i
-        IFS=+ read -ra parts <<<"$1"
-        for i in "${!parts[@]}"; do
-            logs+=("$(mktemp)")
-            make --no-print-directory "${parts[$i]}" >"${logs[$i]}" 2>&1 &
-            pids+=($!)
-        done
-        for i in "${!parts[@]}"; do
-            wait "${pids[$i]}" || rc=1
-            echo "--- ${parts[$i]} ---"
-            cat "${logs[$i]}"
-            rm -f "${logs[$i]}"
-        done
-        return $rc
-        ;;
-    *) make --no-print-directory "$1" ;;
-    esac
-}
-
 for stage in "$@"; do
     t0=$(date +%s)
-    if run_stage "$stage"; then result=ok; else result=FAILED; fi
+    if make --no-print-directory "$stage"; then result=ok; else result=FAILED; fi
     names+=("$stage") secs+=($(( $(date +%s) - t0 ))) results+=("$result")
     if [ "$result" != ok ]; then
         failed="$failed $stage"

@@ -555,3 +555,39 @@ def test_one_byte_writes_stay_within_the_cap_on_disk(tmp_path: Path) -> None:
         # magic, the capped records, then the notice's record
         assert on_disk <= 8 + 2048 + 16 + len(notice.encode()), on_disk
         assert len(text(chunks)) < 2048
+
+
+# --- seeking in a long output --------------------------------------------------------------------
+
+
+def test_seeking_far_into_millions_of_tiny_records_stalls_nothing(tmp_path: Path) -> None:
+    import struct
+    import threading
+
+    with Agent(tmp_path / "a") as a:
+        stub = stub_for(a)
+        eid = execute(stub, "echo", msg="x")
+        wait_state(stub, eid)
+        a.stop()
+        # The output as a chatty action leaves it: two million one-byte records.
+        n = 2_000_000
+        record = struct.pack("<B3xIQ", 1, 1, 0) + b"z"
+        (a.data_dir / "executions" / eid / "output.log").write_bytes(b"BOLTOUT1" + record * n)
+        a.start()
+        stub = stub_for(a)
+        results: list[str] = []
+
+        def far() -> None:
+            chunks = list(stub_for(a).StreamOutput(pb.StreamOutputRequest(execution_id=eid, offset=n - 3), timeout=60))
+            results.append(text(chunks))
+
+        threads = [threading.Thread(target=far) for _ in range(16)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        assert stub.Health(pb.HealthRequest(), timeout=5).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
+        health_took = time.monotonic() - t0
+        for t in threads:
+            t.join(60)
+        assert results == ["zzz"] * 16, results[:2]
+        assert health_took < 2, health_took

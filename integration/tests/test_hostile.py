@@ -285,6 +285,18 @@ def verbatim(value: str) -> Case:
     return Case(f"verbatim-msg-{len(value)}-{value.replace(CANARY, 'CANARY')[:24]!r}", execute(args={"msg": value}), (OK,), check=check)
 
 
+def canonical_int(value: str, passed: str) -> Case:
+    """An integer in a form a shell would misread (0010 is octal 8 to bash):
+    accepted by its range check, it reaches the action in canonical decimal."""
+    def check(c: Ctx, resp: Any) -> None:
+        chunks, end = follow(c.stub, resp.execution_id)
+        out = text(chunks)
+        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED, end
+        assert f"argv:--count={passed}\n" in out and f"env:BOLT_ARG_COUNT={passed}\n" in out, out
+        assert end.execution.args["count"] == passed
+    return Case(f"int-canonical-{value!r}", execute(args={"msg": "x", "count": value}), (OK,), check=check)
+
+
 def idem_key(key: str, label: str) -> Case:
     """An idempotency key is an opaque string: a hostile one is stored
     verbatim, deduplicates a retry, and is never used as a path."""
@@ -461,6 +473,8 @@ def build_cases() -> list[Any]:
     arg("msg-nul-shell", {"msg": f"x\x00; touch /tmp/{CANARY}-nul"}, "NUL")
     arg("msg-4097", {"msg": "x" * 4097}, "max_length")
     arg("msg-4096-multibyte-over", {"msg": "é" * 2049}, "max_length")
+    for value, passed in [("+5", "5"), ("05", "5"), ("0010", "10"), ("0099", "99"), ("+0100", "100")]:
+        add(canonical_int(value, passed))
     for v in ["1; id", "$(id)", "1e3", "0x10", " 5", "5\n", "", "５", "١", "99999999999999999999", "-1", "101", "1\x00"]:
         arg(f"count-{v!r}", {"msg": "x", "count": v}, '"count"')
     for v in ["TRUE", "1", "yes", "true ", "", "true\x00"]:

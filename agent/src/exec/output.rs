@@ -20,6 +20,24 @@ use crate::store::ExecRecord;
 
 /// Largest chunk handed out; records are at most the supervisor's buffer.
 const MAX_CHUNK: usize = 256 * 1024;
+/// One read of record headers while seeking.
+const SEEK_BUFFER: usize = 1 << 20;
+/// Chunks read in one trip to the blocking pool.
+const BATCH: usize = 4;
+
+/// Reads up to `buf.len()` bytes at `at`; fewer only at the end of the file.
+fn read_at_most(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -167,17 +185,34 @@ impl PlainReader {
         Ok(r)
     }
 
+    /// Walks whole records up to `target`. Headers are parsed from large
+    /// reads with one `fstat` per seek, not a `pread` and an `fstat` per
+    /// record: an output of millions of tiny records is crossed at the
+    /// speed of a sequential read.
     fn seek(&mut self, target: u64) -> io::Result<()> {
-        while self.logical < target {
-            let Some(h) = self.header()? else { break };
+        let file_len = self.file.metadata()?.len();
+        let mut buf = vec![0u8; SEEK_BUFFER];
+        let (mut buf_start, mut buf_len) = (0u64, 0usize);
+        const HEADER: u64 = RecordHeader::SIZE as u64;
+        while self.logical < target && self.pos + HEADER <= file_len {
+            if self.pos < buf_start || self.pos + HEADER > buf_start + buf_len as u64 {
+                buf_len = read_at_most(&self.file, &mut buf, self.pos)?;
+                buf_start = self.pos;
+                if (buf_len as u64) < HEADER {
+                    break;
+                }
+            }
+            let at = (self.pos - buf_start) as usize;
+            let mut b = [0u8; RecordHeader::SIZE];
+            b.copy_from_slice(&buf[at..at + RecordHeader::SIZE]);
+            let h = RecordHeader::decode(&b).ok_or_else(|| {
+                io::Error::new(ErrorKind::InvalidData, format!("bad record header at byte {}", self.pos))
+            })?;
             let len = u64::from(h.len);
-            if self.logical + len > target {
+            if self.logical + len > target || self.pos + HEADER + len > file_len {
                 break;
             }
-            if !self.complete(len)? {
-                break;
-            }
-            self.pos += RecordHeader::SIZE as u64 + len;
+            self.pos += HEADER + len;
             self.logical += len;
         }
         self.skip = target.saturating_sub(self.logical);
@@ -263,6 +298,11 @@ pub enum FollowError {
     ShuttingDown { offset: u64 },
 }
 
+/// Runs `f` on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| io::Error::other(e.to_string()))?
+}
+
 /// Streams output from `offset`; with `follow`, until the execution ends.
 /// The receiver gets items in order; dropping it stops the reader task.
 pub fn stream(
@@ -305,19 +345,42 @@ async fn pump(
     loop {
         // Whether it had ended before this pass: then this pass reads all.
         let ended = live.as_ref().is_none_or(|rx| rx.borrow().state.is_terminal());
+        // File work (a seek may cross a long output) runs on the blocking
+        // pool, never on the runtime's workers.
         if reader.is_none() {
-            match OutputReader::open_dir(&dir.0, offset) {
+            let path = dir.0.clone();
+            match blocking(move || OutputReader::open_dir(&path, offset)).await {
                 Ok(r) => reader = Some(r),
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(e)),
             }
         }
-        if let Some(r) = reader.as_mut() {
-            while let Some(chunk) = r.next_chunk().map_err(io_err)? {
+        while let Some(mut r) = reader.take() {
+            let (chunks, read) = match blocking(move || {
+                let mut chunks = Vec::with_capacity(BATCH);
+                while chunks.len() < BATCH {
+                    match r.next_chunk()? {
+                        Some(c) => chunks.push(c),
+                        None => break,
+                    }
+                }
+                Ok((chunks, r))
+            })
+            .await
+            {
+                Ok((chunks, r)) => (chunks, r),
+                Err(e) => return Err(io_err(e)),
+            };
+            let more = chunks.len() == BATCH;
+            reader = Some(read);
+            for chunk in chunks {
                 next = chunk.offset + chunk.data.len() as u64;
                 if tx.send(Ok(Item::Chunk(chunk))).await.is_err() {
                     return Ok(());
                 }
+            }
+            if !more {
+                break;
             }
         }
         if ended {
@@ -367,6 +430,28 @@ mod tests {
             v.push(c);
         }
         v
+    }
+
+    #[test]
+    fn seeks_across_many_tiny_records_and_big_ones() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("output.log");
+        let tiny: Vec<(u8, &[u8])> = (0..200_000).map(|_| (STREAM_STDOUT, &b"x"[..])).collect();
+        write_log(&p, &tiny);
+        let big = vec![b'y'; 3 << 20];
+        write_log(&p, &[(STREAM_STDERR, &big), (STREAM_STDOUT, b"tail")]);
+        let started = std::time::Instant::now();
+        let mut r = PlainReader::open(&p, 150_000).expect("open");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+        let first = r.next_chunk().expect("read").expect("chunk");
+        assert_eq!((first.offset, first.data.as_slice()), (150_000, &b"x"[..]));
+        // Into the middle of the big record, then past it.
+        let mut r = PlainReader::open(&p, 200_000 + (1 << 20)).expect("open");
+        let c = r.next_chunk().expect("read").expect("chunk");
+        assert_eq!((c.stream, c.offset), (STREAM_STDERR, 200_000 + (1 << 20)));
+        let mut r = PlainReader::open(&p, 200_000 + (3 << 20) + 2).expect("open");
+        let c = r.next_chunk().expect("read").expect("chunk");
+        assert_eq!((c.offset, c.data.as_slice()), (200_000 + (3 << 20) + 2, &b"il"[..]));
     }
 
     #[test]
