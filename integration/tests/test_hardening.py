@@ -313,19 +313,18 @@ def test_integers_reach_the_action_in_canonical_form(stub) -> None:  # type: ign
         assert get(stub, eid).args["count"] == passed
 
 
-ENV_PACK = """name = "probe-env"
-[[actions]]
-name = "show"
-entrypoint = "show.sh"
-"""
+def script_pack(root: Path, name: str, action: str, script: str) -> Path:
+    """A pack folder `root/src/<name>` with one action running `script`."""
+    pack = root / "src" / name
+    pack.mkdir(parents=True)
+    (pack / "pack.toml").write_text(f'name = "{name}"\n[[actions]]\nname = "{action}"\nentrypoint = "{action}.sh"\n')
+    (pack / f"{action}.sh").write_text(script)
+    (pack / f"{action}.sh").chmod(0o755)
+    return pack
 
 
 def test_actions_get_a_fixed_umask_and_no_inherited_descriptor(tmp_path: Path) -> None:
-    pack = tmp_path / "src" / "probe-env"
-    pack.mkdir(parents=True)
-    (pack / "pack.toml").write_text(ENV_PACK)
-    (pack / "show.sh").write_text('#!/bin/sh\necho "umask $(umask)"\nls /proc/$$/fd | sort -n | tr "\\n" " "\n')
-    (pack / "show.sh").chmod(0o755)
+    pack = script_pack(tmp_path, "probe-env", "show", '#!/bin/sh\necho "umask $(umask)"\nls /proc/$$/fd | sort -n | tr "\\n" " "\n')
     opened = os.open(tmp_path / "leak", os.O_CREAT | os.O_RDWR)
     leak = os.dup2(opened, 77)  # a number no shell uses for itself
     os.close(opened)
@@ -532,19 +531,8 @@ def test_a_loose_data_folder_is_tightened_and_a_planted_link_is_never_followed(t
 
 # --- output on disk ---------------------------------------------------------------------------------
 
-DRIP_PACK = """name = "probe-drip"
-[[actions]]
-name = "bytes"
-entrypoint = "bytes.sh"
-"""
-
-
 def test_one_byte_writes_stay_within_the_cap_on_disk(tmp_path: Path) -> None:
-    pack = tmp_path / "src" / "probe-drip"
-    pack.mkdir(parents=True)
-    (pack / "pack.toml").write_text(DRIP_PACK)
-    (pack / "bytes.sh").write_text('#!/bin/sh\ni=0\nwhile [ $i -lt 600 ]; do printf x; sleep 0.002; i=$((i+1)); done\n')
-    (pack / "bytes.sh").chmod(0o755)
+    pack = script_pack(tmp_path, "probe-drip", "bytes", '#!/bin/sh\ni=0\nwhile [ $i -lt 600 ]; do printf x; sleep 0.002; i=$((i+1)); done\n')
     with Agent(tmp_path / "a", packs=[pack], config='[exec]\noutput_max = "2KiB"\n') as a:
         stub = stub_for(a)
         eid = stub.Execute(pb.ExecuteRequest(pack="probe-drip", action="bytes"), timeout=10).execution_id

@@ -784,6 +784,11 @@ def cli_at(w: World, prefix: str, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def publish_at(w: World, prefix: str, pack: Path, stage: str) -> subprocess.CompletedProcess[str]:
+    """`publish` under another prefix, with the trusted key."""
+    return cli_at(w, prefix, "pack", "publish", str(pack), "--stage", stage, "--key", str(w.keys / "release.key"))
+
+
 def unsigned(payload: dict[str, Any], key_id_: str) -> bytes:
     """An envelope that names a trusted key but carries no valid signature."""
     return json.dumps({"payload": json.dumps(payload), "key_id": key_id_, "signature": "AAAA"}).encode()
@@ -884,17 +889,17 @@ def test_a_deleted_stage_index_is_rebuilt_from_the_audit_trail(world: World) -> 
 def test_a_generation_at_its_limit_is_refused_not_wrapped(world: World) -> None:
     w = world
     prefix = "limits"
-    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.0")), "--stage", "dev", "--key", str(w.keys / "release.key")))
+    ok(publish_at(w, prefix, make_pack(w.root, "lc-wrap", "1.0.0"), "dev"))
     key = f"{prefix}/stages/dev.json"
     index = open_envelope(w.s3.get(key))
     index["generation"] = 2**64 - 1
     w.s3.put(key, sign_envelope(index, (w.keys / "release.key").read_bytes()))
-    p = cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.1")), "--stage", "dev", "--key", str(w.keys / "release.key"))
+    p = publish_at(w, prefix, make_pack(w.root, "lc-wrap", "1.0.1"), "dev")
     refused(p, "generation", str(2**64 - 1))
     assert open_envelope(w.s3.get(key))["generation"] == 2**64 - 1
     # A generation beyond 64 bits is not an index this publisher builds on either.
     w.s3.put(key, w.s3.get(key).replace(b'\\"generation\\":18446744073709551615', b'\\"generation\\":1000000000000000000000000000000'))
-    refused(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-wrap", "1.0.2")), "--stage", "dev", "--key", str(w.keys / "release.key")), "stages/dev.json")
+    refused(publish_at(w, prefix, make_pack(w.root, "lc-wrap", "1.0.2"), "dev"), "stages/dev.json")
 
 
 
@@ -933,7 +938,7 @@ def test_a_version_is_never_swapped_under_its_name(world: World) -> None:
 def test_many_broken_entries_make_a_bounded_error(world: World) -> None:
     w = world
     prefix = "bulk"
-    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-bulk", "1.0.0")), "--stage", "test", "--key", str(w.keys / "release.key")))
+    ok(publish_at(w, prefix, make_pack(w.root, "lc-bulk", "1.0.0"), "test"))
     key = f"{prefix}/stages/test.json"
     index = open_envelope(w.s3.get(key))
     for i in range(2000):
@@ -1028,8 +1033,8 @@ def test_builds_run_unprivileged_and_a_hung_one_delays_nothing_and_leaves_nothin
     fine_src = source_package(root, "finepkg", mark, hang=False, sleeper=sleeper)
     for name, src in (("lc-hang", hang_src), ("lc-fine", fine_src)):
         pack = make_pack(root, name, "1.0.0", files={"requirements.txt": f"--no-index\n{src.name.removeprefix('src-')} @ file://{src}\n"})
-        ok(cli_at(w, prefix, "pack", "publish", str(pack), "--stage", "test", "--key", str(w.keys / "release.key")))
-    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(root, "lc-plain", "1.0.0")), "--stage", "test", "--key", str(w.keys / "release.key")))
+        ok(publish_at(w, prefix, pack, "test"))
+    ok(publish_at(w, prefix, make_pack(root, "lc-plain", "1.0.0"), "test"))
 
     a = Agent(root / "agent", packs=[], certs=w.certs, env=w.s3.env,
               config=agent_config("test", w.s3, w.keys / "release.pub", prefix, 'pip_timeout = "6s"'))

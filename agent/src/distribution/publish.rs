@@ -104,8 +104,9 @@ impl<'a> Publisher<'a> {
             return Err(PublishError::PublishStage(stage));
         }
         let built = archive::build(dir, version)?;
-        // Nothing is written before the stage's index checks out.
-        read_stage(self.remote, stage, &self.trusted).await?;
+        // Nothing is written before the stage's index checks out; the first
+        // attempt at moving it builds on this read.
+        let first = read_stage(self.remote, stage, &self.trusted).await?;
         let layout = &self.remote.layout;
         let size = built.bytes.len() as u64;
         if let Some(existing) = self.release(&built.name, &built.version).await? {
@@ -155,7 +156,7 @@ impl<'a> Publisher<'a> {
             size,
             targets: built.targets,
         };
-        let moved = self.move_stage(stage, &built.name, entry).await?;
+        let moved = self.move_stage(stage, &built.name, entry, Some(first)).await?;
         if moved || uploaded {
             self.audit("publish", &release, stage, None).await?;
         }
@@ -202,7 +203,7 @@ impl<'a> Publisher<'a> {
             size: release.size,
             targets: release.targets.clone(),
         };
-        let moved = self.move_stage(to, pack, entry).await?;
+        let moved = self.move_stage(to, pack, entry, None).await?;
         if moved {
             self.audit("promote", &release, to, Some(from)).await?;
         }
@@ -220,12 +221,7 @@ impl<'a> Publisher<'a> {
     /// The release statement of `pack` `version`, verified.
     async fn release(&self, pack: &str, version: &str) -> Result<Option<Release>, PublishError> {
         let key = self.remote.layout.release(pack, version);
-        let bytes = match self.remote.get(&key, None, MAX_RECORD_BYTES).await? {
-            Fetched::Found { bytes, .. } => bytes,
-            Fetched::NotFound | Fetched::NotModified => return Ok(None),
-        };
-        let envelope =
-            Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.clone(), message: e.to_string() })?;
+        let Some((envelope, _)) = fetch_envelope(self.remote, &key).await? else { return Ok(None) };
         let release: Release = self
             .trusted
             .open(&envelope)
@@ -283,11 +279,21 @@ impl<'a> Publisher<'a> {
         Ok(())
     }
 
-    /// Read-modify-write of a stage index, guarded by its ETag; false if it
-    /// already pointed to `entry`.
-    async fn move_stage(&self, stage: Stage, pack: &str, entry: StageEntry) -> Result<bool, PublishError> {
+    /// Read-modify-write of a stage index, guarded by its ETag, starting from
+    /// `first` if the caller just read it; false if it already pointed to
+    /// `entry`.
+    async fn move_stage(
+        &self,
+        stage: Stage,
+        pack: &str,
+        entry: StageEntry,
+        mut first: Option<(StageIndex, Option<String>)>,
+    ) -> Result<bool, PublishError> {
         for _ in 0..STAGE_ATTEMPTS {
-            let (mut index, etag) = read_stage(self.remote, stage, &self.trusted).await?;
+            let (mut index, etag) = match first.take() {
+                Some(read) => read,
+                None => read_stage(self.remote, stage, &self.trusted).await?,
+            };
             if etag.is_none() {
                 index = self.rebuild_stage(stage).await?;
             }
@@ -398,6 +404,18 @@ fn next_generation(current: u64) -> Option<u64> {
     current.checked_add(1).filter(|g| *g < u64::MAX).map(|g| g.max(now))
 }
 
+/// A signed object of the bucket, parsed as an envelope (signature not yet
+/// checked), with its ETag; None if there is none.
+async fn fetch_envelope(remote: &Remote, key: &str) -> Result<Option<(Envelope, Option<String>)>, PublishError> {
+    let (bytes, etag) = match remote.get(key, None, MAX_RECORD_BYTES).await? {
+        Fetched::Found { bytes, etag } => (bytes, etag),
+        Fetched::NotFound | Fetched::NotModified => return Ok(None),
+    };
+    let envelope =
+        Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.to_owned(), message: e.to_string() })?;
+    Ok(Some((envelope, etag)))
+}
+
 /// A stage's index, verified against `trusted`, and its ETag; an empty index
 /// and no ETag if there is none.
 pub async fn read_stage(
@@ -406,12 +424,9 @@ pub async fn read_stage(
     trusted: &TrustedKeys,
 ) -> Result<(StageIndex, Option<String>), PublishError> {
     let key = remote.layout.stage(stage);
-    let (bytes, etag) = match remote.get(&key, None, MAX_RECORD_BYTES).await? {
-        Fetched::Found { bytes, etag } => (bytes, etag),
-        Fetched::NotFound | Fetched::NotModified => return Ok((StageIndex::empty(stage), None)),
+    let Some((envelope, etag)) = fetch_envelope(remote, &key).await? else {
+        return Ok((StageIndex::empty(stage), None));
     };
-    let envelope =
-        Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.clone(), message: e.to_string() })?;
     let index: StageIndex =
         trusted.open(&envelope).map_err(|source| PublishError::Unverified { key: key.clone(), source })?;
     if index.kind != KIND_STAGE || index.stage != stage {
@@ -433,12 +448,7 @@ async fn peek_stage(
     trusted: &TrustedKeys,
 ) -> Result<Option<(StageIndex, Option<bool>)>, PublishError> {
     let key = remote.layout.stage(stage);
-    let bytes = match remote.get(&key, None, MAX_RECORD_BYTES).await? {
-        Fetched::Found { bytes, .. } => bytes,
-        Fetched::NotFound | Fetched::NotModified => return Ok(None),
-    };
-    let envelope =
-        Envelope::from_slice(&bytes).map_err(|e| PublishError::Corrupt { key: key.clone(), message: e.to_string() })?;
+    let Some((envelope, _)) = fetch_envelope(remote, &key).await? else { return Ok(None) };
     let index: StageIndex = envelope.peek().map_err(|e| PublishError::Corrupt { key, message: e.to_string() })?;
     let verified = (!trusted.is_empty()).then(|| trusted.open::<StageIndex>(&envelope).is_ok_and(|v| v == index));
     Ok(Some((index, verified)))

@@ -454,15 +454,16 @@ async fn round(
     }
     let mut installs =
         stream::iter(pending).map(|(name, entry)| install_owned(dist, remote, name, entry)).buffer_unordered(PARALLEL_INSTALLS);
+    // What the registry serves already (set as each install finishes).
+    let mut published = state.packs.clone();
     while let Some((name, entry, result)) = installs.next().await {
         dist.record_outcome(&name, &entry.sha256, result.is_ok());
         match result {
             Ok(inst) => {
                 tracing::info!(pack = %name, version = %entry.version, sha256 = %entry.sha256, "pack installed");
                 serving.insert(name.clone(), inst);
-                registry.set_installed(serving.values().cloned().collect());
-                let r = registry.clone();
-                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                published = serving.values().cloned().collect();
+                publish(registry, published.clone()).await;
             }
             Err(e) => errors.push(e),
         }
@@ -472,7 +473,8 @@ async fn round(
         tracing::info!(pack = %old.name, version = %old.version, "pack no longer in the stage for this app; removed");
     }
     let next: Vec<Installed> = wanted.iter().filter_map(|(n, _)| serving.get(*n).cloned()).collect();
-    let changed = next != state.packs;
+    // Packs no longer in the stage leave now; the rest are served already.
+    let changed = next != published;
     state.packs = next;
     state.generation = index.generation;
     state.index_sha256 = Some(payload_sha256);
@@ -484,15 +486,20 @@ async fn round(
         ));
     }
     if changed {
-        registry.set_installed(state.packs.clone());
-        let r = registry.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+        publish(registry, state.packs.clone()).await;
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Serves `installed` (with the packs folder's own packs) from now on.
+async fn publish(registry: &Arc<Registry>, installed: Vec<Installed>) {
+    registry.set_installed(installed);
+    let r = registry.clone();
+    let _ = tokio::task::spawn_blocking(move || r.reload()).await;
 }
 
 async fn install_owned(
