@@ -9,7 +9,7 @@ use bolt_agent::{
     config::{Config, S3Settings},
     distribution::{
         publish::{self, Publisher},
-        records::Stage,
+        records::{check_expiry, Stage},
         remote::Remote,
     },
     packs::{archive, manifest::PackManifest, ManifestError},
@@ -47,6 +47,17 @@ pub enum PackCommand {
         version: String,
         #[arg(long, value_enum)]
         to: Stage,
+        #[command(flatten)]
+        signer: SignerArgs,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// Re-sign stage indexes (all, or the one given) with a fresh expiry,
+    /// changing nothing they serve: run it on a schedule (cron, CI) well
+    /// within --index-valid-for, or agents stop taking updates.
+    Refresh {
+        #[arg(long, value_enum)]
+        stage: Option<Stage>,
         #[command(flatten)]
         signer: SignerArgs,
         #[command(flatten)]
@@ -102,6 +113,10 @@ pub struct SignerArgs {
     /// `[sync] trusted_keys` of --config).
     #[arg(long = "trusted-key", env = "BOLT_TRUSTED_KEYS", value_delimiter = ',')]
     trusted_keys: Vec<PathBuf>,
+    /// How long the stage index signed now stays valid for agents (e.g.
+    /// 30d, 12h); an expired index is refused, so a replayed old one is too.
+    #[arg(long, env = "BOLT_INDEX_VALID_FOR", default_value = "30d", value_parser = humantime::parse_duration)]
+    index_valid_for: std::time::Duration,
 }
 
 /// Bucket settings: `--config`'s `[sync]` section, then flags and variables.
@@ -170,7 +185,10 @@ fn publisher<'a>(remote: &'a Remote, key: &'a SigningKey, signer: SignerArgs, s3
         paths.extend(c.sync.trusted_keys);
     }
     let trusted = TrustedKeys::load(&paths)?;
-    Ok(Publisher::new(remote, key, identity(signer.identity), trusted))
+    if signer.index_valid_for < std::time::Duration::from_secs(60) {
+        bail!("--index-valid-for {:?} is too short: agents would refuse the index before they read it", signer.index_valid_for);
+    }
+    Ok(Publisher::new(remote, key, identity(signer.identity), trusted).valid_for(signer.index_valid_for))
 }
 
 fn identity(given: Option<String>) -> String {
@@ -224,6 +242,16 @@ pub fn pack(command: PackCommand) -> anyhow::Result<()> {
             println!("{verb} {} {} (sha256 {}) to {}", done.pack, done.version, done.sha256, done.stage);
             Ok(())
         }),
+        PackCommand::Refresh { stage, signer, s3 } => runtime()?.block_on(async {
+            let remote = connect(&s3).await?;
+            let key = SigningKey::load(&signer.key)?;
+            let p = publisher(&remote, &key, signer, &s3)?;
+            for stage in Stage::ALL.into_iter().filter(|s| stage.is_none_or(|o| o == *s)) {
+                let expires = p.refresh(stage).await?;
+                println!("re-signed the {stage} index; it expires at {expires}");
+            }
+            Ok(())
+        }),
         PackCommand::List { stage, trusted_keys, json, s3 } => runtime()?.block_on(async {
             let remote = connect(&s3).await?;
             let trusted = TrustedKeys::load(&trusted_keys)?;
@@ -233,8 +261,8 @@ pub fn pack(command: PackCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<6} {:<24} {:<16} {:<14} {:<14} {:<10} TARGETS",
-                "STAGE", "PACK", "VERSION", "SHA256", "GEN", "SIGNATURE"
+                "{:<6} {:<24} {:<16} {:<14} {:<14} {:<10} {:<20} TARGETS",
+                "STAGE", "PACK", "VERSION", "SHA256", "GEN", "SIGNATURE", "EXPIRES"
             );
             for r in rows {
                 let targets = r.targets.map_or("all".to_owned(), |t| t.join(","));
@@ -243,8 +271,14 @@ pub fn pack(command: PackCommand) -> anyhow::Result<()> {
                     Some(false) => "UNTRUSTED",
                     None => "unchecked",
                 };
+                let now = std::time::SystemTime::now();
+                let expires = match check_expiry(r.expires_at.as_deref(), now) {
+                    Ok(_) => r.expires_at.clone().unwrap_or_default(),
+                    Err(_) if r.expires_at.is_none() => "NEVER (refused)".to_owned(),
+                    Err(_) => "EXPIRED".to_owned(),
+                };
                 println!(
-                    "{:<6} {:<24} {:<16} {:<14} {:<14} {check:<10} {targets}",
+                    "{:<6} {:<24} {:<16} {:<14} {:<14} {check:<10} {expires:<20} {targets}",
                     r.stage.as_str(),
                     r.pack,
                     r.version,

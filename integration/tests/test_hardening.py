@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -201,30 +199,6 @@ def test_revocation_closes_the_connections_a_certificate_opened(make_agent) -> N
     assert other.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_SERVING
 
 
-# --- connections that never speak TLS ----------------------------------------------------
-
-
-def test_idle_tcp_connections_starve_neither_calls_nor_packs(make_agent) -> None:  # type: ignore[no-untyped-def]
-    a = make_agent(config='[packs]\nrescan_interval = "200ms"\n[limits]\nhandshake_timeout = "30s"\n')
-    resource.prlimit(a.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
-    stub = stub_for(a)
-    assert stub.ListActions(pb.ListActionsRequest(), timeout=5).actions
-    idle = []
-    try:
-        for _ in range(300):
-            s = socket.create_connection(("127.0.0.1", a.port))
-            idle.append(s)
-        time.sleep(1.5)  # several rescans while the connections are open
-        fresh = stub_for(a)
-        assert fresh.Health(pb.HealthRequest(), timeout=10).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
-        assert {x.name for x in fresh.ListActions(pb.ListActionsRequest(), timeout=10).actions} >= {"echo", "noop"}
-        eid = execute(fresh, "noop")
-        assert wait_state(fresh, eid).state == pb.STATE_SUCCEEDED
-    finally:
-        for s in idle:
-            s.close()
-
-
 # --- pack files ----------------------------------------------------------------------------
 
 
@@ -350,36 +324,6 @@ def test_actions_get_a_fixed_umask_and_no_inherited_descriptor(tmp_path: Path) -
 
 
 # --- identities -----------------------------------------------------------------------------
-
-
-def test_a_certificate_without_any_name_is_told_so(agent) -> None:  # type: ignore[no-untyped-def]
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    ca_key = serialization.load_pem_private_key((agent.certs / "ca.key").read_bytes(), None)
-    ca = x509.load_pem_x509_certificate((agent.certs / "ca.crt").read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, "nameless")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    crt, pem = agent.root / "nameless.crt", agent.root / "nameless.key"
-    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    nameless = stub_for(agent, crt, pem)
-    code, details = code_of(lambda: nameless.Health(pb.HealthRequest(), timeout=5))
-    assert code == grpc.StatusCode.UNAUTHENTICATED and "names no identity" in details, details
 
 
 # --- a retry of what never ran runs it ------------------------------------------------------------

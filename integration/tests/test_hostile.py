@@ -4,7 +4,9 @@ A table of hostile inputs, each sent to one real agent (started once for the
 module): shell metacharacters, NUL bytes, invalid UTF-8, very long and deeply
 nested values, traversal and absolute paths in every name field, Unicode
 look-alikes, malformed protobuf and gRPC frames, slow-loris clients, TLS
-handshakes that stop halfway, plain HTTP/2 and HTTP/1.1 on the TLS port.
+handshakes that stop halfway, plain HTTP/2 and HTTP/1.1 on the TLS port,
+hundreds of idle TCP connections on an agent short of descriptors, and a
+certificate the CA signed that names no one.
 
 Each case asserts the right answer: INVALID_ARGUMENT for a malformed name or
 argument, NOT_FOUND for an unknown pack, action or execution,
@@ -20,6 +22,7 @@ Everything runs on 127.0.0.1; every loop is bounded in count and time.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import ssl
@@ -35,7 +38,7 @@ import grpc
 import pytest
 from bolt.v1 import bolt_pb2 as pb
 from bolt.v1 import bolt_pb2_grpc
-from util import code_of, files_under, follow, healthy, stub_for, text
+from util import code_of, files_under, follow, healthy, stub_for, text, wait_state
 
 from bolt_testing import Agent, make_certs
 
@@ -733,6 +736,61 @@ def test_slow_loris_is_dropped_after_the_handshake_timeout_while_others_are_serv
     assert "TLS handshake timed out" in ctx.agent.log() or kind == "one-byte"
 
 
+
+
+# Connections that never speak TLS, beyond `limits.max_handshakes`, on an agent
+# short of descriptors: the oldest are shed, calls and pack rescans go on.
+def test_idle_tcp_connections_starve_neither_calls_nor_packs(make_agent) -> None:  # type: ignore[no-untyped-def]
+    a = make_agent(config='[packs]\nrescan_interval = "200ms"\n[limits]\nhandshake_timeout = "30s"\n')
+    resource.prlimit(a.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
+    stub = stub_for(a)
+    assert stub.ListActions(pb.ListActionsRequest(), timeout=5).actions
+    idle = []
+    try:
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", a.port))
+            idle.append(s)
+        time.sleep(1.5)  # several rescans while the connections are open
+        fresh = stub_for(a)
+        assert fresh.Health(pb.HealthRequest(), timeout=10).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
+        assert {x.name for x in fresh.ListActions(pb.ListActionsRequest(), timeout=10).actions} >= {"echo", "noop"}
+        eid = fresh.Execute(pb.ExecuteRequest(pack="bolt-test", action="noop"), timeout=10).execution_id
+        assert wait_state(fresh, eid).state == pb.STATE_SUCCEEDED
+    finally:
+        for s in idle:
+            s.close()
+
+
+# A certificate the CA signed that names no one (no SAN, no CN).
+def test_a_certificate_without_any_name_is_told_so(ctx: Ctx) -> None:
+    agent = ctx.agent
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ca_key = serialization.load_pem_private_key((agent.certs / "ca.key").read_bytes(), None)
+    ca = x509.load_pem_x509_certificate((agent.certs / "ca.crt").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.oid.NameOID.ORGANIZATION_NAME, "nameless")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    crt, pem = agent.root / "nameless.crt", agent.root / "nameless.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    nameless = stub_for(agent, crt, pem)
+    code, details = code_of(lambda: nameless.Health(pb.HealthRequest(), timeout=5))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "names no identity" in details, details
 
 
 def test_an_anonymous_connection_that_sends_nothing_after_tls_is_dropped(ctx: Ctx) -> None:

@@ -47,7 +47,7 @@ import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -1075,3 +1075,99 @@ def sleepers(arg: str) -> list[int]:
             except OSError:
                 continue
     return out
+
+
+# --- index expiry --------------------------------------------------------------------------
+
+
+def resign(w: World, prefix: str, stage: str, **changes: Any) -> dict[str, Any]:
+    """Re-sign the stage index under `prefix` with the trusted key after
+    `changes` (a field set to None is removed), as the holder of an old
+    signed index, or of the key, could write it; returns the payload."""
+    key = f"{prefix}/stages/{stage}.json"
+    index = open_envelope(w.s3.get(key))
+    for field, value in changes.items():
+        if value is None:
+            index.pop(field, None)
+        else:
+            index[field] = value
+    w.s3.put(key, sign_envelope(index, (w.keys / "release.key").read_bytes()))
+    return index
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_publish_signs_an_expiry_and_refresh_renews_it_changing_nothing_else(world: World) -> None:
+    w, prefix = world, "expiry-cli"
+    ok(cli_at(w, prefix, "pack", "publish", str(make_pack(w.root, "lc-exp", "1.0.0")), "--stage", "dev",
+              "--key", str(w.keys / "release.key"), "--index-valid-for", "2h"))
+    first = open_envelope(w.s3.get(f"{prefix}/stages/dev.json"), (w.keys / "release.pub").read_bytes())
+    expires = datetime.fromisoformat(first["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(expires - (time.time() + 7200)) < 120, first["expires_at"]
+
+    out = ok(cli_at(w, prefix, "pack", "refresh", "--stage", "dev", "--key", str(w.keys / "release.key"),
+                    "--index-valid-for", "40d"))
+    second = open_envelope(w.s3.get(f"{prefix}/stages/dev.json"), (w.keys / "release.pub").read_bytes())
+    assert second["expires_at"] in out
+    assert second["generation"] > first["generation"] and second["packs"] == first["packs"]
+    expires = datetime.fromisoformat(second["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(expires - (time.time() + 40 * 86400)) < 120
+
+    rows = json.loads(ok(cli_at(w, prefix, "pack", "list", "--stage", "dev", "--json")))
+    assert [(r["pack"], r["expires_at"]) for r in rows] == [("lc-exp", second["expires_at"])]
+    refused(cli_at(w, prefix, "pack", "refresh", "--stage", "dev", "--key", str(w.keys / "release.key"),
+                   "--index-valid-for", "10s"), "too short")
+    refused(cli_at(w, prefix, "pack", "refresh", "--stage", "dev", "--key", str(w.keys / "release.key"),
+                   "--index-valid-for", "soon"), "--index-valid-for")
+
+    # Refresh re-signs only what it can verify, like publish.
+    before = w.s3.get(f"{prefix}/stages/dev.json")
+    refused(cli_at(w, prefix, "pack", "refresh", "--stage", "dev", "--key", str(w.keys / "rogue.key")),
+            "stages/dev.json", w.release_id)
+    assert w.s3.get(f"{prefix}/stages/dev.json") == before
+
+
+@pytest.mark.parametrize("stale", ["expired", "no-expiry"])
+def test_a_new_agent_refuses_an_old_signed_index_until_it_is_refreshed(world: World, stale: str) -> None:
+    w, prefix = world, f"expiry-new-{stale}"
+    ok(publish_at(w, prefix, make_pack(w.root, f"lc-old-{stale}", "1.0.0"), "test"))
+    # What a replay of an index signed long ago looks like: valid signature, past its expiry
+    # (or from before expiry existed).
+    resign(w, prefix, "test", expires_at=rfc3339(time.time() - 3600) if stale == "expired" else None)
+    a = side_agent(w, f"agent-{stale}", prefix)
+    try:
+        stub = stub_for(a)
+        s = wait_error(stub, "expire" if stale == "expired" else "no expiry")
+        assert "pack refresh --stage test" in s.last_error and s.generation == 0
+        assert versions(stub, f"lc-old-{stale}") == set()
+
+        ok(cli_at(w, prefix, "pack", "refresh", "--stage", "test", "--key", str(w.keys / "release.key")))
+        wait_version(stub, f"lc-old-{stale}", "1.0.0")
+        wait_clean(stub)
+        assert sync_state(stub).index_expires_at.seconds > time.time() + 29 * 86400
+    finally:
+        a.stop()
+
+
+def test_an_index_that_expires_in_use_is_reported_and_its_packs_keep_serving(world: World) -> None:
+    w, prefix = world, "expiry-in-use"
+    ok(publish_at(w, prefix, make_pack(w.root, "lc-ttl", "1.0.0"), "test"))
+    soon = time.time() + 4
+    resign(w, prefix, "test", expires_at=rfc3339(soon))
+    a = side_agent(w, "agent-ttl", prefix)
+    try:
+        stub = stub_for(a)
+        wait_version(stub, "lc-ttl", "1.0.0")
+        assert sync_state(stub).index_expires_at.seconds == int(soon)
+        # Nothing changes in the bucket (the agent gets 304s), and still the expiry is noticed.
+        s = wait_error(stub, "expired at")
+        assert s.generation > 0
+        shows(stub, "lc-ttl", "1.0.0")
+
+        ok(cli_at(w, prefix, "pack", "refresh", "--stage", "test", "--key", str(w.keys / "release.key")))
+        wait_clean(stub)
+        shows(stub, "lc-ttl", "1.0.0")
+    finally:
+        a.stop()

@@ -175,6 +175,7 @@ fn pack_sync(dist: &Distribution) -> pb::PackSync {
         failures: s.failures,
         requests: s.requests,
         generation: s.generation,
+        index_expires_at: s.index_expires_at.map(convert::timestamp),
     }
 }
 

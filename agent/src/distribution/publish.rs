@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{
     records::{
-        now_rfc3339, valid_sha256, AuditRecord, Release, Stage, StageEntry, StageIndex, KIND_AUDIT,
+        expiry_from, now_rfc3339, valid_sha256, AuditRecord, Release, Stage, StageEntry, StageIndex, KIND_AUDIT,
         KIND_RELEASE, KIND_STAGE,
     },
     remote::{Fetched, Put, Remote, RemoteError},
@@ -22,6 +22,8 @@ use crate::{
 const MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Attempts at moving a stage index that others are moving too.
 const STAGE_ATTEMPTS: usize = 8;
+/// How long a stage index stays valid unless the publisher says otherwise.
+pub const DEFAULT_INDEX_VALIDITY: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -70,6 +72,7 @@ pub struct Publisher<'a> {
     key: &'a SigningKey,
     identity: String,
     trusted: TrustedKeys,
+    valid_for: std::time::Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -90,7 +93,49 @@ impl<'a> Publisher<'a> {
     /// bucket is used before its signature checks out against one of them.
     pub fn new(remote: &'a Remote, key: &'a SigningKey, identity: String, trusted: TrustedKeys) -> Self {
         let trusted = trusted.with(key.public_key());
-        Self { remote, key, identity, trusted }
+        Self { remote, key, identity, trusted, valid_for: DEFAULT_INDEX_VALIDITY }
+    }
+
+    /// How long each index this publisher signs stays valid.
+    #[must_use]
+    pub fn valid_for(mut self, valid_for: std::time::Duration) -> Self {
+        self.valid_for = valid_for;
+        self
+    }
+
+    /// Re-signs `stage`'s index, unchanged but for a new generation and
+    /// expiry; returns the new expiry. Run on a schedule shorter than the
+    /// validity, so agents never see an expired index.
+    pub async fn refresh(&self, stage: Stage) -> Result<String, PublishError> {
+        let mut first = Some(read_stage(self.remote, stage, &self.trusted).await?);
+        for _ in 0..STAGE_ATTEMPTS {
+            let (mut index, etag) = match first.take() {
+                Some(read) => read,
+                None => read_stage(self.remote, stage, &self.trusted).await?,
+            };
+            if etag.is_none() {
+                index = self.rebuild_stage(stage).await?;
+            }
+            let bytes = self.seal_next(stage, &mut index)?;
+            let key = self.remote.layout.stage(stage);
+            if self.remote.put(&key, bytes, JSON, etag.as_deref()).await? == Put::Written {
+                return Ok(index.expires_at.unwrap_or_default());
+            }
+        }
+        Err(PublishError::Contended(stage))
+    }
+
+    /// Stamps `index` as the next generation, signed by us now, valid for
+    /// `valid_for`; returns the envelope's bytes.
+    fn seal_next(&self, stage: Stage, index: &mut StageIndex) -> Result<Vec<u8>, PublishError> {
+        index.kind = KIND_STAGE.into();
+        index.generation = next_generation(index.generation).ok_or_else(|| {
+            PublishError::GenerationExhausted { key: self.remote.layout.stage(stage), generation: index.generation }
+        })?;
+        index.updated_at = now_rfc3339();
+        index.updated_by = self.identity.clone();
+        index.expires_at = Some(expiry_from(std::time::SystemTime::now(), self.valid_for));
+        Ok(self.key.seal(index).to_vec())
     }
 
     /// Builds `dir`, uploads it and points `stage` at it.
@@ -301,16 +346,7 @@ impl<'a> Publisher<'a> {
                 return Ok(false);
             }
             index.packs.insert(pack.into(), entry.clone());
-            index.kind = KIND_STAGE.into();
-            index.generation = next_generation(index.generation).ok_or_else(|| {
-                PublishError::GenerationExhausted {
-                    key: self.remote.layout.stage(stage),
-                    generation: index.generation,
-                }
-            })?;
-            index.updated_at = now_rfc3339();
-            index.updated_by = self.identity.clone();
-            let bytes = self.key.seal(&index).to_vec();
+            let bytes = self.seal_next(stage, &mut index)?;
             let key = self.remote.layout.stage(stage);
             if self.remote.put(&key, bytes, JSON, etag.as_deref()).await? == Put::Written {
                 return Ok(true);
@@ -465,6 +501,7 @@ pub struct Listed {
     pub generation: u64,
     pub updated_at: String,
     pub updated_by: String,
+    pub expires_at: Option<String>,
     /// Whether the index's signature checks out against the keys given
     /// (None when no key was given).
     pub verified: Option<bool>,
@@ -485,6 +522,7 @@ pub async fn list(remote: &Remote, only: Option<Stage>, trusted: &TrustedKeys) -
                 generation: index.generation,
                 updated_at: index.updated_at.clone(),
                 updated_by: index.updated_by.clone(),
+                expires_at: index.expires_at.clone(),
                 verified,
             });
         }

@@ -1,6 +1,9 @@
 //! What lives in the bucket: object keys and the signed payloads.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,6 +106,12 @@ pub struct StageIndex {
     pub generation: u64,
     pub updated_at: String,
     pub updated_by: String,
+    /// When agents stop trusting this index (RFC 3339), so that an old signed
+    /// index replayed to a new agent is refused; the publisher re-signs it
+    /// with `pack refresh` before then. None in indexes from before expiry
+    /// existed, which agents treat as expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     pub packs: BTreeMap<String, StageEntry>,
 }
 
@@ -129,9 +138,32 @@ impl StageIndex {
             generation: 0,
             updated_at: String::new(),
             updated_by: String::new(),
+            expires_at: None,
             packs: BTreeMap::new(),
         }
     }
+}
+
+/// Why an index is no longer to be trusted at `now`; `Ok` with its expiry.
+pub fn check_expiry(expires_at: Option<&str>, now: SystemTime) -> Result<SystemTime, String> {
+    let Some(text) = expires_at else {
+        return Err("has no expiry (signed by a publisher older than index expiry)".into());
+    };
+    let at = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("has an unreadable expiry {:?}: {e}", text.chars().take(40).collect::<String>()))?;
+    if at <= now {
+        let ago = now.duration_since(at).unwrap_or_default();
+        return Err(format!(
+            "expired at {text} ({} ago)",
+            humantime::format_duration(Duration::from_secs(ago.as_secs()))
+        ));
+    }
+    Ok(at)
+}
+
+/// RFC 3339 UTC of `now + valid_for`, to the second.
+pub fn expiry_from(now: SystemTime, valid_for: Duration) -> String {
+    humantime::format_rfc3339_seconds(now + valid_for).to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,4 +196,31 @@ pub use crate::packs::manifest::valid_version;
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn an_index_is_trusted_until_its_expiry_and_never_without_one() {
+        let now = SystemTime::now();
+        let later = expiry_from(now, Duration::from_secs(3600));
+        assert!(check_expiry(Some(&later), now).is_ok());
+        let err = check_expiry(Some(&later), now + Duration::from_secs(7200)).expect_err("expired");
+        assert!(err.starts_with(&format!("expired at {later}")), "{err}");
+        assert!(check_expiry(None, now).expect_err("none").contains("no expiry"));
+        assert!(check_expiry(Some("tomorrow"), now).expect_err("bad").contains("unreadable"));
+    }
+
+    #[test]
+    fn an_index_without_expiry_still_parses_and_round_trips() {
+        let mut index = StageIndex::empty(Stage::Dev);
+        let text = serde_json::to_string(&index).expect("encode");
+        assert!(!text.contains("expires_at"));
+        index.expires_at = Some("2030-01-01T00:00:00Z".into());
+        let text = serde_json::to_string(&index).expect("encode");
+        let back: StageIndex = serde_json::from_str(&text).expect("decode");
+        assert_eq!(back, index);
+    }
 }

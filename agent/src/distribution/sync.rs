@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{
-    records::{valid_sha256, valid_version, Stage, StageEntry, StageIndex, KIND_STAGE},
+    records::{check_expiry, valid_sha256, valid_version, Stage, StageEntry, StageIndex, KIND_STAGE},
     remote::{Fetched, Remote},
     venv::Venvs,
 };
@@ -58,6 +58,8 @@ pub struct SyncStatus {
     pub failures: u64,
     pub requests: u64,
     pub generation: u64,
+    /// When the stage index in use stops being trusted.
+    pub index_expires_at: Option<SystemTime>,
 }
 
 /// One failed step of a sync, with a bounded reason for the metrics.
@@ -119,6 +121,9 @@ struct State {
     /// payload with the same generation is refused.
     #[serde(default)]
     index_sha256: Option<String>,
+    /// Expiry of the index at `generation`, checked on every round, 304s too.
+    #[serde(default)]
+    expires_at: Option<String>,
     packs: Vec<Installed>,
 }
 
@@ -341,6 +346,7 @@ async fn sync_once(
     {
         let mut s = dist.lock();
         s.generation = state.generation;
+        s.index_expires_at = state.expires_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
         match &result {
             Ok(()) => {
                 s.last_success = Some(started);
@@ -380,8 +386,19 @@ async fn round(
         .get(&key, state.etag.as_deref(), MAX_INDEX_BYTES)
         .await
         .map_err(|e| one("unreachable", e.to_string()))?;
+    let expired = |why: String| {
+        one(
+            "expired",
+            format!(
+                "{key} {why}; keeping generation {} and its packs until the publisher re-signs it (bolt-agent pack refresh --stage {})",
+                state.generation, dist.stage
+            ),
+        )
+    };
     let (bytes, etag) = match fetched {
-        Fetched::NotModified => return Ok(()),
+        Fetched::NotModified => {
+            return check_expiry(state.expires_at.as_deref(), SystemTime::now()).map(drop).map_err(expired)
+        }
         Fetched::NotFound if state.generation == 0 => return Ok(()),
         Fetched::NotFound => {
             return Err(one(
@@ -400,6 +417,7 @@ async fn round(
             format!("{key}: is an index of {} ({}), not of {}", index.stage, index.kind, dist.stage),
         ));
     }
+    check_expiry(index.expires_at.as_deref(), SystemTime::now()).map_err(expired)?;
     if index.generation < state.generation {
         return Err(one(
             "rollback",
@@ -478,6 +496,7 @@ async fn round(
     state.packs = next;
     state.generation = index.generation;
     state.index_sha256 = Some(payload_sha256);
+    state.expires_at = index.expires_at.clone();
     state.etag = if errors.is_empty() { etag } else { None };
     if let Err(e) = dist.write_state(state) {
         errors.push(Failure::new(
