@@ -1,6 +1,8 @@
 //! Wiring: data folder, history, packs, TLS, executor, then the gRPC server
 //! until shutdown. Tests start an `App` on port 0 like `main` does.
 
+mod reload;
+
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use arc_swap::ArcSwap;
@@ -11,10 +13,11 @@ use crate::{
     api::{self, AgentState, BoltService},
     authz::Authorizer,
     config::{Config, Overrides},
-    distribution::{sync::Distribution, venv::Venvs},
-    exec::{layout, Executor, ExecutorConfig},
-    packs::{ArgLimits, Registry},
-    shutdown::stopped,
+    distribution::sync::Distribution,
+    exec::{Executor, ExecutorConfig},
+    execdir::Layout,
+    files,
+    packs::{installed::InstalledTree, venv::Venvs, ArgLimits, Registry},
     store::{Store, StoreError},
     tls::{serve_incoming, TlsError, TlsFiles},
 };
@@ -72,8 +75,8 @@ impl App {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
         let c = &self.config;
         let data_err = |source| AppError::DataDir { path: c.data_dir.clone(), source };
-        layout::prepare_data_dir(&c.data_dir).map_err(data_err)?;
-        let layout = layout::Layout::new(&c.data_dir).map_err(data_err)?;
+        files::prepare_data_dir(&c.data_dir).map_err(data_err)?;
+        let layout = Layout::new(&c.data_dir).map_err(data_err)?;
         let store = Store::open(&c.data_dir.join("history.redb"))?;
         let venvs = Arc::new(Venvs::with_build_user(
             c.sync.dir.join("venvs"),
@@ -81,18 +84,19 @@ impl App {
             c.sync.pip_timeout,
             c.sync.build_user.clone(),
         ));
-        let registry = Arc::new(Registry::new(c.packs_dir.clone(), venvs.clone()));
-        let dist = Distribution::new(c, venvs).await;
+        let installed = InstalledTree::new(c.sync.dir.clone(), venvs, c.sync.archive_limits());
+        let registry = Arc::new(Registry::new(c.packs_dir.clone(), installed));
+        let dist = Distribution::new(c).await;
         registry.set_installed(dist.installed_at_start());
         registry.reload();
         let tls_files = TlsFiles::new(&c.tls_dir).with_revoked_serials(&c.tls.revoked_serials);
         let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
 
-        let parents = crate::caps::own_paths();
+        let parents = crate::host::caps::own_paths();
         let (caps_mode, why) = if c.caps.enabled {
-            crate::caps::probe(&parents, &c.caps.cgroup_name)
+            crate::host::caps::probe(&parents, &c.caps.cgroup_name)
         } else {
-            (crate::caps::CapsMode::None, Some("disabled by caps.enabled = false".to_owned()))
+            (crate::host::caps::CapsMode::None, Some("disabled by caps.enabled = false".to_owned()))
         };
         match &why {
             None => tracing::info!(mode = caps_mode.as_str(), "resource caps enforced with cgroups"),
@@ -100,9 +104,9 @@ impl App {
                 tracing::warn!(reason = %why, "resource caps NOT enforced: rlimits and niceness only")
             }
         }
-        if caps_mode != crate::caps::CapsMode::None {
+        if caps_mode != crate::host::caps::CapsMode::None {
             let cap = c.agent.memory_max.map(|m| m.as_u64());
-            match crate::caps::cage_agent(&parents, &c.caps.cgroup_name, cap) {
+            match crate::host::caps::cage_agent(&parents, &c.caps.cgroup_name, cap) {
                 Ok(_) => tracing::info!(memory_max = cap, "agent moved into its own cgroup"),
                 Err(e) => {
                     tracing::warn!(error = %e, "agent stays in its cgroup; agent.memory_max not applied")
@@ -125,7 +129,6 @@ impl App {
             stop_rx.clone(),
         );
 
-        let executor_for_metrics = executor.clone();
         let listener =
             TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
         let local = listener.local_addr().map_err(|source| AppError::Bind { addr: c.listen, source })?;
@@ -133,7 +136,7 @@ impl App {
         let mut problems = Vec::new();
         // A full data disk must not keep the agent from serving (reads,
         // kills, Health saying why): the address file is a convenience.
-        if let Err(e) = layout::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false) {
+        if let Err(e) = files::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false) {
             tracing::warn!(error = %e, "cannot write agent.addr in the data folder");
         }
         tracing::info!(addr = %local, version = crate::version(), instance = %c.instance.id, "listening");
@@ -145,7 +148,7 @@ impl App {
             match crate::telemetry::prometheus::serve(addr, registry, stop_rx.clone()).await {
                 Ok(bound) => {
                     if let Err(e) =
-                        layout::write_replace(&c.data_dir.join("metrics.addr"), bound.to_string().as_bytes(), false)
+                        files::write_replace(&c.data_dir.join("metrics.addr"), bound.to_string().as_bytes(), false)
                     {
                         tracing::warn!(error = %e, "cannot write metrics.addr in the data folder");
                     }
@@ -158,17 +161,27 @@ impl App {
                 }
             }
         }
-        let _observers = observe(&executor_for_metrics, &dist, c);
+        let _gauges = {
+            let (running, dist, tls_dir) = (executor.clone(), dist.clone(), c.tls_dir.clone());
+            crate::telemetry::metrics::gauges(crate::telemetry::metrics::GaugeSources {
+                running: Box::new(move || running.running() as u64),
+                caps_enforced: executor.caps_mode() != crate::host::caps::CapsMode::None,
+                data_dir: c.data_dir.clone(),
+                last_sync: Box::new(move || dist.status().last_success),
+                certificate_expiry: Box::new(move || crate::tls::agent_cert_expiry(&tls_dir)),
+            })
+        };
         let mut state = AgentState::new(c, stop_rx.clone());
         state.startup_problems = problems;
         let state = Arc::new(state);
-        spawn_pack_rescan(registry.clone(), c.packs.rescan_interval, stop_rx.clone());
-        spawn_memory_trim(executor.clone(), stop_rx.clone());
+        registry.spawn_rescan(c.packs.rescan_interval, stop_rx.clone());
+        let idle = executor.clone();
+        crate::host::memory::spawn_trim(move || idle.running() == 0, stop_rx.clone());
         let tls_files = Arc::new(ArcSwap::from_pointee(tls_files));
-        spawn_tls_reload(tls_files.clone(), tls.clone(), c.limits.tls_reload_interval, stop_rx.clone());
+        crate::tls::spawn_reload(tls_files.clone(), tls.clone(), c.limits.tls_reload_interval, stop_rx.clone());
         let authz = Arc::new(ArcSwap::from_pointee(Authorizer::new(&c.authz)));
         if let Some((path, overrides)) = self.reload.clone() {
-            let ctx = Reload {
+            let ctx = reload::Reload {
                 path,
                 overrides,
                 running: c.clone(),
@@ -177,7 +190,7 @@ impl App {
                 authz: authz.clone(),
                 registry: registry.clone(),
             };
-            spawn_sighup(ctx, stop_rx.clone());
+            reload::spawn_sighup(ctx, stop_rx.clone());
         }
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -246,8 +259,8 @@ impl App {
 
     fn executor_config(
         &self,
-        caps_mode: crate::caps::CapsMode,
-        cgroup_parents: crate::caps::Parents,
+        caps_mode: crate::host::caps::CapsMode,
+        cgroup_parents: crate::host::caps::Parents,
     ) -> Result<ExecutorConfig, AppError> {
         let c = &self.config;
         let mut base_env = vec![
@@ -279,7 +292,7 @@ impl App {
             cgroup_parents,
             min_free_bytes: c.limits.min_free_bytes.as_u64(),
             cgroup_name: c.caps.cgroup_name.clone(),
-            default_limits: crate::caps::Limits {
+            default_limits: crate::host::caps::Limits {
                 memory_max: c.caps.memory_max.map(|m| m.as_u64()),
                 cpu_max: (c.caps.cpu_max > 0.0).then_some(c.caps.cpu_max),
                 pids_max: Some(c.caps.pids_max),
@@ -299,264 +312,3 @@ fn self_exe() -> std::io::Result<PathBuf> {
     })
 }
 
-fn spawn_pack_rescan(registry: Arc<Registry>, every: Duration, mut stop: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            // The first round builds the virtualenvs the packs folder needs
-            // without holding up the start.
-            registry.build_local_venvs().await;
-            let r = registry.clone();
-            let _ = tokio::task::spawn_blocking(move || r.reload()).await;
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stopped(&mut stop) => return,
-            }
-        }
-    });
-}
-
-fn spawn_memory_trim(executor: Executor, mut stop: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        // The first round comes once start-up is over.
-        let first = tokio::time::Instant::now() + Duration::from_secs(1);
-        let mut tick = tokio::time::interval_at(first, crate::memory::TRIM_INTERVAL);
-        let mut seen = None;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stopped(&mut stop) => return,
-            }
-            crate::memory::trim();
-            // Code pages only while quiet (no execution running, under one
-            // call a second), so that a busy agent keeps its hot code mapped.
-            let now = crate::memory::activity();
-            let quiet = crate::memory::TRIM_INTERVAL.as_secs();
-            if seen.is_none_or(|s: u64| now - s < quiet) && executor.running() == 0 {
-                let bytes = crate::memory::release_code();
-                tracing::trace!(bytes, "code pages released");
-            }
-            seen = Some(now);
-        }
-    });
-}
-
-fn spawn_tls_reload(
-    files: Arc<ArcSwap<TlsFiles>>,
-    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
-    every: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    tokio::spawn(async move {
-        let mut stamp = files.load().stamp();
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                () = stopped(&mut stop) => return,
-            }
-            let files = files.load();
-            let now = files.stamp();
-            if now == stamp {
-                continue;
-            }
-            match files.server_config() {
-                Ok(cfg) => {
-                    tls.store(cfg);
-                    stamp = now;
-                    tracing::info!("TLS certificates reloaded");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "TLS certificates changed but cannot be loaded; keeping the previous ones")
-                }
-            }
-        }
-    });
-}
-
-/// Gauges read when metrics are collected: the agent's own CPU and memory,
-/// running executions, free disk, caps, pack sync, certificate expiry.
-fn observe(executor: &Executor, dist: &Arc<Distribution>, c: &Config) -> Vec<Box<dyn std::any::Any>> {
-    use opentelemetry::metrics::{ObservableCounter, ObservableGauge};
-    let m = crate::telemetry::metrics::meter();
-    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
-    let cpu: ObservableCounter<f64> = m
-        .f64_observable_counter("bolt_agent_cpu")
-        .with_unit("s")
-        .with_description("CPU time of the agent itself (user + system)")
-        .with_callback(|o| {
-            use nix::sys::resource::{getrusage, UsageWho};
-            if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
-                let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-                o.observe(secs(u.user_time()) + secs(u.system_time()), &[]);
-            }
-        })
-        .build();
-    keep.push(Box::new(cpu));
-    let rss: ObservableGauge<u64> = m
-        .u64_observable_gauge("bolt_agent_resident_memory")
-        .with_unit("By")
-        .with_description("Resident memory of the agent itself")
-        .with_callback(|o| {
-            if let Some(b) = crate::procfs::rss_bytes(std::process::id()) {
-                o.observe(b, &[]);
-            }
-        })
-        .build();
-    keep.push(Box::new(rss));
-    let ex = executor.clone();
-    keep.push(Box::new(
-        m.u64_observable_gauge("bolt_executions_running")
-            .with_description("Executions PENDING or RUNNING now")
-            .with_callback(move |o| o.observe(ex.running() as u64, &[]))
-            .build(),
-    ));
-    let enforced = u64::from(executor.caps_mode() != crate::caps::CapsMode::None);
-    keep.push(Box::new(
-        m.u64_observable_gauge("bolt_caps_enforced")
-            .with_description("1 when resource caps are enforced with cgroups")
-            .with_callback(move |o| o.observe(enforced, &[]))
-            .build(),
-    ));
-    let data = c.data_dir.clone();
-    keep.push(Box::new(
-        m.u64_observable_gauge("bolt_data_disk_free")
-            .with_unit("By")
-            .with_description("Free space on the data folder's file system")
-            .with_callback(move |o| {
-                if let Ok(s) = rustix::fs::statvfs(&data) {
-                    o.observe(s.f_bavail * s.f_frsize, &[]);
-                }
-            })
-            .build(),
-    ));
-    let d = dist.clone();
-    keep.push(Box::new(
-        m.f64_observable_gauge("bolt_pack_sync_last_success_timestamp")
-            .with_unit("s")
-            .with_description("Unix time of the last good pack sync")
-            .with_callback(move |o| {
-                if let Some(t) = d.status().last_success {
-                    o.observe(t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()), &[]);
-                }
-            })
-            .build(),
-    ));
-    let tls_dir = c.tls_dir.clone();
-    keep.push(Box::new(
-        m.f64_observable_gauge("bolt_agent_certificate_expiry_timestamp")
-            .with_unit("s")
-            .with_description("Unix time at which the agent's certificate expires")
-            .with_callback(move |o| {
-                if let Some(t) = crate::tls::agent_cert_expiry(&tls_dir) {
-                    o.observe(t as f64, &[]);
-                }
-            })
-            .build(),
-    ));
-    keep
-}
-
-/// What SIGHUP can change in a running agent.
-struct Reload {
-    path: Option<PathBuf>,
-    overrides: Overrides,
-    running: Config,
-    tls_files: Arc<ArcSwap<TlsFiles>>,
-    tls: Arc<ArcSwap<crate::tls::ServerTls>>,
-    authz: Arc<ArcSwap<Authorizer>>,
-    registry: Arc<Registry>,
-}
-
-fn spawn_sighup(mut ctx: Reload, mut stop: watch::Receiver<bool>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; config reload by signal is off");
-        return;
-    };
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                r = hup.recv() => if r.is_none() { return },
-                () = stopped(&mut stop) => return,
-            }
-            tracing::info!("SIGHUP: reloading the config and the certificates");
-            ctx.apply().await;
-        }
-    });
-}
-
-impl Reload {
-    /// Applies what can change live (certificates, authorization rules, log
-    /// level, packs); names what needs a restart. A config that does not load
-    /// changes nothing.
-    async fn apply(&mut self) {
-        let new = match Config::load(self.path.as_deref(), self.overrides.clone()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: the config does not load; nothing changed");
-                return;
-            }
-        };
-        let files = TlsFiles::new(&new.tls_dir).with_revoked_serials(&new.tls.revoked_serials);
-        match files.server_config() {
-            Ok(cfg) => {
-                self.tls.store(cfg);
-                self.tls_files.store(Arc::new(files));
-                tracing::info!(tls_dir = %new.tls_dir.display(), "TLS certificates reloaded");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: certificates cannot be loaded; keeping the previous ones")
-            }
-        }
-        let mut applied = vec!["certificates"];
-        if format!("{:?}", new.authz) != format!("{:?}", self.running.authz) {
-            self.authz.store(Arc::new(Authorizer::new(&new.authz)));
-            applied.push("authz");
-        }
-        if new.log.level != self.running.log.level {
-            match crate::telemetry::set_log_level(&new.log.level) {
-                Ok(()) => {
-                    applied.push("log.level");
-                    self.running.log.level = new.log.level.clone();
-                }
-                Err(e) => tracing::error!(error = %e, "SIGHUP: log level not changed"),
-            }
-        }
-        let r = self.registry.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
-        applied.push("packs");
-        let mut restart = Vec::new();
-        let sections: [(&str, String, String); 11] = [
-            ("listen", format!("{:?}", new.listen), format!("{:?}", self.running.listen)),
-            ("data_dir", format!("{:?}", new.data_dir), format!("{:?}", self.running.data_dir)),
-            ("packs_dir", format!("{:?}", new.packs_dir), format!("{:?}", self.running.packs_dir)),
-            ("instance", format!("{:?}", new.instance), format!("{:?}", self.running.instance)),
-            ("exec", format!("{:?}", new.exec), format!("{:?}", self.running.exec)),
-            ("limits", format!("{:?}", new.limits), format!("{:?}", self.running.limits)),
-            ("caps", format!("{:?}", new.caps), format!("{:?}", self.running.caps)),
-            ("sync", format!("{:?}", new.sync), format!("{:?}", self.running.sync)),
-            ("history", format!("{:?}", new.history), format!("{:?}", self.running.history)),
-            ("telemetry", format!("{:?}", new.telemetry), format!("{:?}", self.running.telemetry)),
-            ("agent", format!("{:?}", new.agent), format!("{:?}", self.running.agent)),
-        ];
-        for (name, a, b) in &sections {
-            if a != b {
-                restart.push(*name);
-            }
-        }
-        if new.log.format != self.running.log.format {
-            restart.push("log.format");
-        }
-        if restart.is_empty() {
-            tracing::info!(applied = ?applied, "SIGHUP: reloaded");
-        } else {
-            tracing::warn!(applied = ?applied, needs_restart = ?restart, "SIGHUP: reloaded; these changes take effect at the next restart");
-        }
-        // Only what was applied changes the running state, so the next
-        // SIGHUP compares the rest against what really runs.
-        self.running.tls_dir = new.tls_dir;
-        self.running.tls = new.tls;
-        self.running.authz = new.authz;
-    }
-}

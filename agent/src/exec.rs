@@ -3,9 +3,12 @@
 
 mod dir_watch;
 pub mod executor;
-pub mod layout;
+mod kill;
 pub mod output;
+mod recover;
 pub mod retention;
 mod spawn;
+mod spec;
+mod start;
 
 pub use executor::{ExecError, Executor, ExecutorConfig, StartRequest, Started};

@@ -1,40 +1,38 @@
 //! Bolt agent: exposes whitelisted actions on an instance as gRPC calls over
 //! mutual TLS, runs them under detached supervisors and keeps their history.
 //!
-//! Modules, each with one job:
-//! - [`admission`]: connections and streams per identity;
-//! - [`config`]: the TOML configuration and its defaults (from `bolt-formats`);
-//! - [`tls`]: the mTLS listener and the caller's identity;
-//! - [`certs`]: `bolt-agent certs` (a development CA and certificates);
-//! - [`api`]: the gRPC services (tonic only lives here);
-//! - [`authz`]: which identity may do what;
-//! - [`caps`]: per-execution cgroups (memory, CPU, pids caps);
-//! - [`packs`]: pack manifests, parameters and the loaded packs;
-//! - [`exec`]: executions from the agent's side (start, watch, kill, recover, output);
-//! - [`distribution`]: packs published to S3, synced by agents, dev builds;
-//! - [`signing`]: ed25519 keys and signed envelopes;
-//! - [`supervisor`]: the tiny detached process beside each running action;
-//! - [`store`]: the history in redb;
-//! - [`memory`]: allocator tuning that keeps the resident set flat;
-//! - [`runas`]: the user and group an action runs as;
-//! - [`procfs`]: facts read from /proc;
+//! Modules, each with one job, from the leaves to the wiring (the allowed
+//! uses between them are a table in `tests/layering.rs`):
+//! - [`files`]: atomic writes, private modes, unix times;
+//! - [`host`]: the host's facilities: cgroups, /proc, allocator, run-as;
 //! - [`shutdown`]: the stop flag long-lived tasks watch;
-//! - [`telemetry`]: structured logs.
+//! - [`store`]: the history in redb;
+//! - [`execdir`]: the on-disk contract of one execution (layout, output.log, spawner wire);
+//! - [`supervisor`]: the tiny detached process beside each running action;
+//! - [`packs`]: pack manifests, parameters, the installed packs and their virtualenvs;
+//! - [`exec`]: executions from the agent's side (start, watch, kill, recover, output);
+//! - [`distribution`]: packs published to S3 and signed, synced by agents, dev builds;
+//! - [`admission`]: connections and streams per identity;
+//! - [`tls`]: the mTLS listener and the caller's identity;
+//! - [`authz`]: which identity may do what;
+//! - [`api`]: the gRPC services (tonic only lives here);
+//! - [`telemetry`]: structured logs and metrics;
+//! - [`app`]: the agent's wiring, reloads and periodic tasks.
+//!
+//! The binary (`main.rs`, with `cli/` for `certs`, `pack` and `keys`) is
+//! the only place an error becomes an exit code.
 
 pub mod admission;
 pub mod api;
 pub mod app;
 pub mod authz;
-pub mod caps;
-pub mod certs;
 pub mod distribution;
 pub mod exec;
-pub mod memory;
+pub mod execdir;
+pub mod files;
+pub mod host;
 pub mod packs;
-pub mod procfs;
-pub mod runas;
 pub mod shutdown;
-pub mod signing;
 pub mod store;
 pub mod supervisor;
 pub mod telemetry;

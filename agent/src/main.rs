@@ -5,10 +5,11 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-mod pack_cli;
+mod cli;
+
+use cli::{certs, pack};
 
 use bolt_agent::{
-    certs,
     config::{Config, Overrides},
     App,
 };
@@ -47,12 +48,12 @@ enum Command {
     /// Packs: check, build, publish to S3, promote, list, audit.
     Pack {
         #[command(subcommand)]
-        command: pack_cli::PackCommand,
+        command: pack::PackCommand,
     },
     /// Signing keys for packs.
     Keys {
         #[command(subcommand)]
-        command: pack_cli::KeysCommand,
+        command: pack::KeysCommand,
     },
     /// Development certificates.
     Certs {
@@ -112,8 +113,8 @@ fn main() -> ExitCode {
         Command::Run { config, listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen } => {
             run(config, Overrides { listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen })
         }
-        Command::Pack { command } => pack_cli::pack(command),
-        Command::Keys { command } => pack_cli::keys(command),
+        Command::Pack { command } => pack::pack(command),
+        Command::Keys { command } => pack::keys(command),
         Command::Certs { command: CertsCommand::Init { dir, sans, force, days } } => {
             certs::init(&dir, &sans, force, days).map(print_files).map_err(Into::into)
         }
@@ -147,7 +148,7 @@ fn run(config_path: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()>
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     // Niceness is per thread on Linux: set it before the runtime's threads exist.
     let niced = rustix::process::setpriority_process(None, config.agent.nice);
-    bolt_agent::memory::limit_arenas();
+    bolt_agent::host::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(16)

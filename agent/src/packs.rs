@@ -1,6 +1,8 @@
 //! Packs: versioned folders of whitelisted actions described by `pack.toml`.
 
+pub mod installed;
 pub mod registry;
+pub mod venv;
 
 // The formats themselves (pack.toml, arguments, archives, pack files) live
 // in the `bolt-formats` crate, shared with the fuzz targets.

@@ -135,7 +135,7 @@ impl Store {
     /// Opens or creates `<data>/history.redb` and starts the writer thread.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = open_db(path)?;
-        crate::exec::layout::restrict_file(path).map_err(db_err)?;
+        crate::files::restrict_file(path).map_err(db_err)?;
         init_schema(&db, path)?;
         let db = Arc::new(Handle { path: path.to_owned(), db: RwLock::new(Some(Arc::new(db))) });
         let (tx, rx) = mpsc::unbounded_channel();

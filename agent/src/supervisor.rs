@@ -11,13 +11,12 @@
 
 #![allow(unsafe_code)]
 
-mod output;
 mod run;
-pub mod spawner;
+mod spawner;
 
 use std::{path::Path, process::ExitCode};
 
-use crate::exec::layout::ExecDir;
+use crate::execdir::ExecDir;
 
 /// Entry point; runs the execution in `dir` to its end.
 pub fn main(dir: &Path) -> ExitCode {

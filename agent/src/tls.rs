@@ -151,3 +151,38 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         .map_err(|e| TlsError::Pem { path: path.to_owned(), message: e.to_string() })?
         .ok_or_else(|| TlsError::Pem { path: path.to_owned(), message: "no private key in the file".into() })
 }
+
+/// Every `every`, reloads the certificates if their files changed; a set
+/// that does not load keeps the previous one.
+pub fn spawn_reload(
+    files: std::sync::Arc<arc_swap::ArcSwap<TlsFiles>>,
+    tls: std::sync::Arc<arc_swap::ArcSwap<ServerTls>>,
+    every: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::spawn(async move {
+        let mut stamp = files.load().stamp();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = crate::shutdown::stopped(&mut stop) => return,
+            }
+            let files = files.load();
+            let now = files.stamp();
+            if now == stamp {
+                continue;
+            }
+            match files.server_config() {
+                Ok(cfg) => {
+                    tls.store(cfg);
+                    stamp = now;
+                    tracing::info!("TLS certificates reloaded");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "TLS certificates changed but cannot be loaded; keeping the previous ones")
+                }
+            }
+        }
+    });
+}

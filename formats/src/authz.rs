@@ -33,7 +33,7 @@ impl std::fmt::Display for Permission {
 }
 
 /// `[authz]`: rules are unioned; an identity matching none may do nothing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzConfig {
     #[serde(default)]
@@ -56,7 +56,7 @@ fn everyone() -> Vec<String> {
 
 /// `[[authz.rules]]`: identities (glob patterns, `*` matches any run of
 /// characters) get the listed permissions on the listed packs (default all).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
     pub identities: Vec<String>,

@@ -32,7 +32,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration, as the agent uses it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Address of the gRPC listener (port 0 picks a free port).
@@ -79,7 +79,7 @@ impl Default for Config {
 
 /// Labels of the instance the agent runs on, reported by GetAgentInfo and
 /// used by orchestrators to group instances.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct InstanceConfig {
     /// Defaults to the host name.
@@ -104,7 +104,7 @@ impl Default for InstanceConfig {
 }
 
 /// How executions are run.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ExecConfig {
     /// Timeout of an action whose pack declares none.
@@ -144,7 +144,7 @@ impl Default for ExecConfig {
 }
 
 /// Admission limits; beyond them a call gets RESOURCE_EXHAUSTED.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Executions PENDING or RUNNING at once.
@@ -213,7 +213,7 @@ impl Default for LimitsConfig {
 }
 
 /// Loading of the packs folder.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PacksConfig {
     /// How often the packs folder is scanned for changes.
@@ -255,7 +255,7 @@ impl Default for S3Settings {
 }
 
 /// `[sync]`: installing packs published to S3 for this agent's stage and app.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyncConfig {
     pub enabled: bool,
@@ -339,7 +339,7 @@ impl SyncConfig {
 }
 
 /// Resource caps of actions; a pack's own settings win over these defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CapsConfig {
     /// Put each execution in a cgroup of its own where the host allows.
@@ -376,7 +376,7 @@ fn size_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ByteSiz
 }
 
 /// The agent's own footprint.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// Niceness of the agent itself (its supervisors and actions use
@@ -395,7 +395,7 @@ impl Default for AgentConfig {
 }
 
 /// Upkeep of the history on the data folder.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistoryConfig {
     /// Executions (records and output) older than this are pruned.
@@ -423,7 +423,7 @@ impl Default for HistoryConfig {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter such as "info" or "bolt_agent=debug"; `RUST_LOG` wins.
@@ -446,7 +446,7 @@ pub enum LogFormat {
 }
 
 /// `[tls]`: beyond the files in `tls_dir`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// Client certificate serials (hex, `:` allowed) refused at the
@@ -455,7 +455,7 @@ pub struct TlsConfig {
 }
 
 /// `[telemetry]`: metrics and traces.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// Address of the Prometheus text endpoint (`GET /metrics`, plain HTTP);
@@ -502,7 +502,79 @@ pub struct Overrides {
     pub metrics_listen: Option<String>,
 }
 
+/// A part of the configuration, as a reload compares two of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Section {
+    Listen,
+    TlsDir,
+    PacksDir,
+    DataDir,
+    Instance,
+    Exec,
+    Limits,
+    Packs,
+    Sync,
+    Caps,
+    History,
+    Agent,
+    Authz,
+    LogLevel,
+    LogFormat,
+    Telemetry,
+    Tls,
+}
+
+impl Section {
+    /// The name a user finds in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Listen => "listen",
+            Self::TlsDir => "tls_dir",
+            Self::PacksDir => "packs_dir",
+            Self::DataDir => "data_dir",
+            Self::Instance => "instance",
+            Self::Exec => "exec",
+            Self::Limits => "limits",
+            Self::Packs => "packs",
+            Self::Sync => "sync",
+            Self::Caps => "caps",
+            Self::History => "history",
+            Self::Agent => "agent",
+            Self::Authz => "authz",
+            Self::LogLevel => "log.level",
+            Self::LogFormat => "log.format",
+            Self::Telemetry => "telemetry",
+            Self::Tls => "tls",
+        }
+    }
+}
+
 impl Config {
+    /// The sections in which `other` differs from this configuration, in
+    /// the file's order.
+    pub fn diff(&self, other: &Config) -> Vec<Section> {
+        let changed = [
+            (Section::Listen, self.listen != other.listen),
+            (Section::TlsDir, self.tls_dir != other.tls_dir),
+            (Section::PacksDir, self.packs_dir != other.packs_dir),
+            (Section::DataDir, self.data_dir != other.data_dir),
+            (Section::Instance, self.instance != other.instance),
+            (Section::Exec, self.exec != other.exec),
+            (Section::Limits, self.limits != other.limits),
+            (Section::Packs, self.packs != other.packs),
+            (Section::Sync, self.sync != other.sync),
+            (Section::Caps, self.caps != other.caps),
+            (Section::History, self.history != other.history),
+            (Section::Agent, self.agent != other.agent),
+            (Section::Authz, self.authz != other.authz),
+            (Section::LogLevel, self.log.level != other.log.level),
+            (Section::LogFormat, self.log.format != other.log.format),
+            (Section::Telemetry, self.telemetry != other.telemetry),
+            (Section::Tls, self.tls != other.tls),
+        ];
+        changed.into_iter().filter_map(|(section, differs)| differs.then_some(section)).collect()
+    }
+
     /// Reads `path` if given (a missing file is an error only when named
     /// explicitly), then applies the overrides and checks the result.
     pub fn load(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
@@ -676,6 +748,27 @@ pub fn normalize_serial(serial: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diff_names_exactly_the_sections_that_changed() {
+        let a = Config::from_toml("").expect("defaults");
+        assert!(a.diff(&a.clone()).is_empty());
+        let b = Config::from_toml(
+            r#"
+            [exec]
+            nice = 5
+            [log]
+            level = "debug"
+            [authz]
+            rules = []
+            "#,
+        )
+        .expect("config");
+        let names: Vec<_> = a.diff(&b).into_iter().map(Section::name).collect();
+        assert!(names.contains(&"exec") && names.contains(&"log.level"), "{names:?}");
+        assert!(!names.contains(&"limits") && !names.contains(&"log.format"), "{names:?}");
+        assert_eq!(b.diff(&a).len(), a.diff(&b).len());
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

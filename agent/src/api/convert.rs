@@ -6,7 +6,8 @@ use bolt_proto::v1 as pb;
 use tonic::Status;
 
 use crate::{
-    exec::{layout, output::Chunk},
+    exec::output::Chunk,
+    files,
     packs::{LoadedAction, ParamType},
     store::{ExecRecord, ExecState},
 };
@@ -16,7 +17,7 @@ pub fn timestamp_ms(ms: u64) -> prost_types::Timestamp {
 }
 
 pub fn timestamp(t: SystemTime) -> prost_types::Timestamp {
-    timestamp_ms(layout::unix_ms(t))
+    timestamp_ms(files::unix_ms(t))
 }
 
 pub fn duration(d: Duration) -> prost_types::Duration {

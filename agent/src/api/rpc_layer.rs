@@ -55,7 +55,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        crate::memory::note_activity();
+        crate::host::memory::note_activity();
         // "/bolt.v1.Bolt/Execute": a bounded set of names, fine as a label.
         let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_owned();
         let service =

@@ -18,7 +18,7 @@ use super::{convert, identity};
 use crate::{
     admission::Admission,
     authz::{Authorizer, Permission},
-    caps::CapsMode,
+    host::caps::CapsMode,
     config::{Config, InstanceConfig},
     distribution::{dev_build, sync::Distribution},
     exec::{output, Executor, StartRequest},
@@ -101,7 +101,7 @@ impl BoltService {
             return Err(crate::packs::ResolveError::BadActionName(r.action.chars().take(80).collect()).into());
         }
         self.authz.load().check(who, Permission::Dev, Some(&r.pack))?;
-        let pack = dev_build::fetch(&self.dist, &r.pack, &dev.version, &dev.sha256).await?;
+        let pack = dev_build::fetch(&self.dist, &self.registry, &r.pack, &dev.version, &dev.sha256).await?;
         tracing::info!(target: "audit", pack = %r.pack, version = %pack.version, sha256 = pack.sha256.as_deref(), "dev build fetched");
         let dir = pack.dir.clone();
         match pack.actions.get(&r.action) {
@@ -436,7 +436,7 @@ impl Bolt for BoltService {
             running: health.running,
             caps_enforced: health.caps_enforced,
             caps_mode: self.executor.caps_mode().as_str().into(),
-            agent_rss_bytes: crate::procfs::rss_bytes(std::process::id()).unwrap_or(0),
+            agent_rss_bytes: crate::host::procfs::rss_bytes(std::process::id()).unwrap_or(0),
             status: health.status,
             problems: health.problems,
             pack_sync: Some(pack_sync(&self.dist)),

@@ -1,13 +1,11 @@
 //! Dev builds: a published release fetched, verified and unpacked for one
 //! execution, then removed when it ends.
 
-use std::path::PathBuf;
-
 use super::{
     records::{valid_sha256, valid_version, Release, KIND_RELEASE},
     sync::Distribution,
 };
-use crate::packs::{registry::load_dev_build, LoadedPack};
+use crate::packs::{LoadedPack, Registry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevBuildError {
@@ -29,6 +27,7 @@ pub enum DevBuildError {
 /// execution's to remove.
 pub async fn fetch(
     dist: &Distribution,
+    registry: &Registry,
     pack: &str,
     version: &str,
     sha256: &str,
@@ -64,12 +63,7 @@ pub async fn fetch(
             release.pack, release.version, release.sha256
         )));
     }
-    let dir: PathBuf = dist
-        .unpack(remote, pack, &release.version, &release.sha256, &dist.dev_root())
-        .await
-        .map_err(|f| refused(f.message))?;
-    load_dev_build(&dir, pack, &release.version, &release.sha256, &dist.venvs).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&dir);
-        refused(e)
-    })
+    let archive =
+        dist.fetch_archive(remote, pack, &release.version, &release.sha256).await.map_err(|f| refused(f.message))?;
+    registry.load_dev_build(archive, pack).await.map_err(|e| refused(e.to_string()))
 }

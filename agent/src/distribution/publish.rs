@@ -13,10 +13,8 @@ use super::{
     },
     remote::{Fetched, Put, Remote, RemoteError},
 };
-use crate::{
-    packs::archive::{self, ArchiveError},
-    signing::{Envelope, SigningError, SigningKey, TrustedKeys},
-};
+use super::signing::{Envelope, SigningError, SigningKey, TrustedKeys};
+use crate::packs::archive::{self, ArchiveError};
 
 /// Largest stage index or statement read.
 const MAX_RECORD_BYTES: u64 = 16 << 20;

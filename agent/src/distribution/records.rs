@@ -186,12 +186,7 @@ pub const KIND_RELEASE: &str = "release";
 pub const KIND_STAGE: &str = "stage";
 pub const KIND_AUDIT: &str = "audit";
 
-/// A sha256 in lower-case hex.
-pub fn valid_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-pub use crate::packs::manifest::valid_version;
+pub use crate::packs::{installed::valid_sha256, manifest::valid_version};
 
 /// Now, as RFC 3339 UTC with milliseconds.
 pub fn now_rfc3339() -> String {

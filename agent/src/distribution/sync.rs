@@ -5,8 +5,7 @@
 
 use futures_util::{stream, StreamExt};
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    path::{Path, PathBuf},
+    collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -15,20 +14,21 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{
-    records::{check_expiry, valid_sha256, valid_version, Stage, StageEntry, StageIndex, KIND_STAGE},
+    records::{check_expiry, Stage, StageEntry, StageIndex, KIND_STAGE},
     remote::{Fetched, Remote},
-    venv::Venvs,
+    signing::{Envelope, TrustedKeys},
 };
 use crate::{
     config::{Config, SyncConfig},
-    exec::{layout::write_replace, Executor},
+    exec::Executor,
+    files::write_replace,
     packs::{
-        archive::{self, sha256_hex},
-        registry::{check_unpacked, Installed},
+        archive::sha256_hex,
+        installed::{InstallError, VerifiedArchive},
+        registry::Installed,
         Registry,
     },
     shutdown::stopped,
-    signing::{Envelope, TrustedKeys},
 };
 
 /// Largest stage index read.
@@ -44,8 +44,6 @@ const MAX_MESSAGE: usize = 400;
 /// Longest wait before a failed pack version is tried again.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 const STATE_FILE: &str = "state.json";
-/// Written into each installed version: the sha256 of its archive.
-const ARCHIVE_MARKER: &str = ".bolt-archive";
 
 /// What pack sync has done, for Health and GetAgentInfo.
 #[derive(Debug, Clone, Default)]
@@ -88,7 +86,6 @@ pub struct Distribution {
     pub app: String,
     pub remote: Option<Arc<Remote>>,
     pub trusted: TrustedKeys,
-    pub venvs: Arc<Venvs>,
     status: Mutex<SyncStatus>,
     /// Pack versions (name, sha256) that failed to install: when to try
     /// again, doubling from one interval, so a broken or hanging build is
@@ -130,7 +127,7 @@ struct State {
 impl Distribution {
     /// Sets up pack sync from the config; a setup problem (no key, bad
     /// endpoint) disables sync and shows in Health, it does not stop the agent.
-    pub async fn new(c: &Config, venvs: Arc<Venvs>) -> Arc<Self> {
+    pub async fn new(c: &Config) -> Arc<Self> {
         let stage = Stage::parse(&c.instance.stage).unwrap_or(Stage::Prod);
         let mut status =
             SyncStatus { enabled: c.sync.enabled, stage: stage.to_string(), ..Default::default() };
@@ -157,7 +154,6 @@ impl Distribution {
             app: c.instance.app.clone(),
             remote,
             trusted,
-            venvs,
             status: Mutex::new(status),
             backoff: Mutex::new(HashMap::new()),
         })
@@ -189,18 +185,6 @@ impl Distribution {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SyncStatus> {
         self.status.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn packs_root(&self) -> PathBuf {
-        self.cfg.dir.join("packs")
-    }
-
-    pub fn dev_root(&self) -> PathBuf {
-        self.cfg.dir.join("dev")
-    }
-
-    fn tmp_root(&self) -> PathBuf {
-        self.cfg.dir.join("tmp")
     }
 
     /// The packs installed by earlier runs, to serve before the first sync.
@@ -241,65 +225,30 @@ impl Distribution {
         }
     }
 
-    /// Downloads, verifies and unpacks an archive into a new folder under
-    /// `parent`, with its virtualenv ready; returns the folder.
-    pub(crate) async fn unpack(
+    /// Downloads the archive `sha256` names and checks its bytes against it.
+    pub(crate) async fn fetch_archive(
         &self,
         remote: &Remote,
         name: &str,
         version: &str,
         sha256: &str,
-        parent: &Path,
-    ) -> Result<PathBuf, Failure> {
-        if !crate::packs::manifest::valid_name(name) || !valid_version(version) || !valid_sha256(sha256) {
-            return Err(Failure::new("index", format!("invalid entry {name:?} {version:?} {sha256:?}")));
-        }
+    ) -> Result<VerifiedArchive, Failure> {
+        VerifiedArchive::check_names(name, version, sha256).map_err(Failure::from)?;
         let key = remote.layout.archive(name, sha256);
         let fetched = remote
             .get(&key, None, self.cfg.max_archive_size.as_u64())
             .await
             .map_err(|e| Failure::new("unreachable", e.to_string()))?;
-        let bytes = match fetched {
-            Fetched::Found { bytes, .. } => bytes,
-            _ => {
-                return Err(Failure::new(
-                    "archive_missing",
-                    format!("{name} {version}: archive {key} is missing"),
-                ))
-            }
-        };
-        let actual = sha256_hex(&bytes);
-        if actual != sha256 {
-            return Err(Failure::new(
-                "sha256",
-                format!("{name} {version}: the archive's sha256 is {actual}, the signed index says {sha256}"),
-            ));
+        match fetched {
+            Fetched::Found { bytes, .. } => VerifiedArchive::check(name, version, sha256, bytes).map_err(Failure::from),
+            _ => Err(Failure::new("archive_missing", format!("{name} {version}: archive {key} is missing"))),
         }
-        let io = |e: std::io::Error, p: &Path| Failure::new("io", format!("{}: {e}", p.display()));
-        std::fs::create_dir_all(parent).map_err(|e| io(e, parent))?;
-        let dir = parent.join(uuid::Uuid::now_v7().simple().to_string());
-        std::fs::create_dir(&dir).map_err(|e| io(e, &dir))?;
-        let limits = self.cfg.archive_limits();
-        let target = dir.clone();
-        let extracted = tokio::task::spawn_blocking(move || archive::extract(&bytes, &target, &limits))
-            .await
-            .map_err(|e| Failure::new("archive", e.to_string()))
-            .and_then(|r| r.map_err(|e| Failure::new("archive", e.to_string())));
-        let checked = match extracted {
-            Ok(()) => match self.venvs.ensure(&dir).await {
-                Ok(_) => check_unpacked(&dir, name, version, &self.venvs)
-                    .map(|_| ())
-                    .map_err(|e| Failure::new("manifest", e)),
-                Err(e) => Err(Failure::new("venv", format!("virtualenv: {e}"))),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = checked {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(Failure::new(e.reason, format!("{name} {version}: {}", e.message)));
-        }
-        let _ = std::fs::write(dir.join(ARCHIVE_MARKER), sha256);
-        Ok(dir)
+    }
+}
+
+impl From<InstallError> for Failure {
+    fn from(e: InstallError) -> Self {
+        Failure::new(e.reason(), e.to_string())
     }
 }
 
@@ -370,7 +319,7 @@ async fn sync_once(
         }
     }
     drop(_enter);
-    collect_garbage(dist, registry, executor, state).await;
+    registry.collect_garbage(&state.packs, &executor.live_versions()).await;
 }
 
 /// One check of the index; Err lists what failed (what succeeded is kept).
@@ -471,7 +420,7 @@ async fn round(
         }
     }
     let mut installs =
-        stream::iter(pending).map(|(name, entry)| install_owned(dist, remote, name, entry)).buffer_unordered(PARALLEL_INSTALLS);
+        stream::iter(pending).map(|(name, entry)| install_owned(dist, registry, remote, name, entry)).buffer_unordered(PARALLEL_INSTALLS);
     // What the registry serves already (set as each install finishes).
     let mut published = state.packs.clone();
     while let Some((name, entry, result)) = installs.next().await {
@@ -523,64 +472,26 @@ async fn publish(registry: &Arc<Registry>, installed: Vec<Installed>) {
 
 async fn install_owned(
     dist: &Distribution,
+    registry: &Registry,
     remote: &Remote,
     name: String,
     entry: StageEntry,
 ) -> (String, StageEntry, Result<Installed, Failure>) {
-    let result = install(dist, remote, &name, &entry).await;
+    let result = install(dist, registry, remote, &name, &entry).await;
     (name, entry, result)
 }
 
+/// Fetch, verify, hand over: the registry installs what was verified.
 async fn install(
     dist: &Distribution,
+    registry: &Registry,
     remote: &Remote,
     name: &str,
     entry: &StageEntry,
 ) -> Result<Installed, Failure> {
-    let fin = dist.packs_root().join(name).join(&entry.version);
-    // A version is immutable: other bytes under an installed version's name
-    // would swap the folder of executions running it.
-    if let Ok(installed) = std::fs::read_to_string(fin.join(ARCHIVE_MARKER)) {
-        if installed != entry.sha256 {
-            return Err(Failure::new(
-                "version_reused",
-                format!(
-                    "{name} {}: installed with sha256 {}, and the index now names sha256 {} for the same version; refused (publish a new version)",
-                    entry.version,
-                    clip(&installed),
-                    entry.sha256
-                ),
-            ));
-        }
-    }
-    let tmp = dist.unpack(remote, name, &entry.version, &entry.sha256, &dist.tmp_root()).await?;
-    let same = std::fs::read_to_string(fin.join(ARCHIVE_MARKER)).is_ok_and(|s| s == entry.sha256);
-    if same {
-        let _ = std::fs::remove_dir_all(&tmp);
-    } else {
-        let io = |e: std::io::Error| {
-            Failure::new(
-                "io",
-                format!("{name} {}: cannot install into {}: {e}", entry.version, fin.display()),
-            )
-        };
-        if fin.exists() {
-            // A leftover that is not this archive (an interrupted install).
-            let aside = dist.tmp_root().join(format!("old-{}", uuid::Uuid::now_v7().simple()));
-            std::fs::rename(&fin, &aside).map_err(io)?;
-            let _ = std::fs::remove_dir_all(&aside);
-        }
-        if let Some(parent) = fin.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
-        }
-        std::fs::rename(&tmp, &fin).map_err(io)?;
-    }
-    Ok(Installed {
-        name: name.into(),
-        version: entry.version.clone(),
-        sha256: entry.sha256.clone(),
-        dir: fin,
-    })
+    registry.check_not_reused(name, &entry.version, &entry.sha256)?;
+    let archive = dist.fetch_archive(remote, name, &entry.version, &entry.sha256).await?;
+    Ok(registry.install(archive).await?)
 }
 
 /// One line for Health: the first failures, each clipped, and a count of the rest.
@@ -599,56 +510,4 @@ fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(MAX_MESSAGE).collect();
     out.push('…');
     out
-}
-
-/// Removes installed versions and virtualenvs that nothing uses: not
-/// installed now and not the version of a running execution.
-async fn collect_garbage(dist: &Distribution, registry: &Registry, executor: &Executor, state: &State) {
-    let live = executor.live_versions();
-    let mut keep_dirs: HashSet<PathBuf> = state.packs.iter().map(|p| p.dir.clone()).collect();
-    let root = dist.packs_root();
-    if let Ok(packs) = std::fs::read_dir(&root) {
-        for pack in packs.filter_map(Result::ok) {
-            let name = pack.file_name().to_string_lossy().into_owned();
-            let Ok(versions) = std::fs::read_dir(pack.path()) else { continue };
-            for v in versions.filter_map(Result::ok) {
-                let version = v.file_name().to_string_lossy().into_owned();
-                let path = v.path();
-                if keep_dirs.contains(&path) || live.contains(&(name.clone(), version.clone())) {
-                    keep_dirs.insert(path);
-                    continue;
-                }
-                match std::fs::remove_dir_all(&path) {
-                    Ok(()) => tracing::info!(pack = %name, version = %version, "unused version removed"),
-                    Err(e) => {
-                        tracing::warn!(pack = %name, version = %version, error = %e, "cannot remove an unused version")
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(pack.path());
-        }
-    }
-    // Leftovers of interrupted downloads.
-    if let Ok(tmp) = std::fs::read_dir(dist.tmp_root()) {
-        for e in tmp.filter_map(Result::ok) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-    let mut keys: HashSet<String> = HashSet::new();
-    let snapshot = registry.snapshot();
-    let dev = std::fs::read_dir(dist.dev_root())
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect::<Vec<_>>())
-        .unwrap_or_default();
-    for dir in keep_dirs.iter().chain(snapshot.packs.values().map(|p| &p.dir)).chain(dev.iter()) {
-        if let Ok(Some(k)) = Venvs::key(dir) {
-            keys.insert(k);
-        }
-    }
-    // Local packs whose virtualenv is still to be built keep theirs too.
-    for e in &snapshot.errors {
-        if let Ok(Some(k)) = Venvs::key(&e.source) {
-            keys.insert(k);
-        }
-    }
-    dist.venvs.prune(&keys).await;
 }

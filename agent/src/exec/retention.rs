@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use super::{layout::unix_ms, output, Executor};
+use super::Executor;
+use crate::{execdir::output_log, files::unix_ms};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ pub async fn sweep(executor: &Executor, cfg: &RetentionConfig) -> Result<Sweep, 
         }
         for id in ids {
             let dir = executor.layout().dir(&id).0;
-            match blocking(move || output::compress(&dir)).await? {
+            match blocking(move || output_log::compress(&dir)).await? {
                 Ok((before, after)) => {
                     s.compressed += 1;
                     s.bytes_before += before;

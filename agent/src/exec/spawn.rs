@@ -17,9 +17,9 @@ use tokio::{
     process::Child,
 };
 
-use super::layout::{ExecDir, PidFile};
-use crate::caps::Parents;
-use crate::supervisor::spawner::{parse_answer, MAX_MESSAGE};
+use crate::execdir::{ExecDir, PidFile};
+use crate::host::caps::Parents;
+use crate::execdir::wire::{parse_answer, write_message, MAX_MESSAGE};
 
 /// How long the spawner may take to answer one request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,7 +116,7 @@ impl Spawner {
         if let Some(pid) = dir.supervisor().filter(PidFile::is_alive) {
             return Ok(Supervisor::Orphan(pid));
         }
-        crate::supervisor::spawner::prepare(dir, spec).map_err(SpawnError::Prepare)?;
+        dir.prepare(spec).map_err(SpawnError::Prepare)?;
         spawn_supervisor(&self.self_exe, dir).map(Supervisor::Child)
     }
 
@@ -181,7 +181,7 @@ impl Spawner {
         let mut process =
             tokio::process::Command::from(cmd).kill_on_drop(true).spawn().map_err(SpawnError::Exec)?;
         if let (Some((parents, base)), Some(pid)) = (&self.cgroup, process.id()) {
-            if let Err(e) = crate::caps::move_to_supervisors(parents, base, pid) {
+            if let Err(e) = crate::host::caps::move_to_supervisors(parents, base, pid) {
                 let _ = process.start_kill();
                 return Err(SpawnError::Spawner(e.to_string()));
             }
@@ -195,7 +195,7 @@ impl Spawner {
 async fn ask(stream: &mut UnixStream, parts: &[&[u8]]) -> std::io::Result<Vec<u8>> {
     let mut msg = Vec::with_capacity(parts.iter().map(|p| 4 + p.len()).sum());
     for part in parts {
-        crate::supervisor::spawner::write_message(&mut msg, part)?;
+        write_message(&mut msg, part)?;
     }
     stream.write_all(&msg).await?;
     let len = stream.read_u32_le().await? as usize;

@@ -14,7 +14,10 @@ use arc_swap::ArcSwap;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 
-use crate::distribution::venv::Venvs;
+use super::{
+    installed::{InstallError, InstalledTree, VerifiedArchive},
+    venv::Venvs,
+};
 
 use super::{
     files::Trusted,
@@ -66,7 +69,7 @@ pub struct LoadedPack {
 }
 
 /// An action with its compiled parameter patterns.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedAction {
     pub pack: String,
     pub pack_version: String,
@@ -123,6 +126,7 @@ pub enum ResolveError {
 pub struct Registry {
     dir: PathBuf,
     venvs: Arc<Venvs>,
+    tree: InstalledTree,
     installed: ArcSwap<Vec<Installed>>,
     /// Why a local pack's virtualenv could not be built, by pack folder.
     venv_errors: std::sync::Mutex<HashMap<PathBuf, String>>,
@@ -130,10 +134,30 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(dir: PathBuf, venvs: Arc<Venvs>) -> Self {
+    /// Every `every`, re-reads the packs folder; the first round also
+    /// builds the virtualenvs its packs need, without holding up the start.
+    pub fn spawn_rescan(self: &Arc<Self>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                registry.build_local_venvs().await;
+                let r = registry.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = crate::shutdown::stopped(&mut stop) => return,
+                }
+            }
+        });
+    }
+
+    /// Serves the packs folder `dir` and what is installed in `tree`.
+    pub fn new(dir: PathBuf, tree: InstalledTree) -> Self {
         Self {
             dir,
-            venvs,
+            venvs: tree.venvs().clone(),
+            tree,
             installed: ArcSwap::from_pointee(Vec::new()),
             venv_errors: std::sync::Mutex::new(HashMap::new()),
             current: ArcSwap::from_pointee(Snapshot::default()),
@@ -142,6 +166,34 @@ impl Registry {
 
     pub fn venvs(&self) -> &Arc<Venvs> {
         &self.venvs
+    }
+
+    /// Installs a verified archive as `<name>/<version>` (see [`InstalledTree::install`]);
+    /// served once named in [`Self::set_installed`].
+    pub async fn install(&self, archive: VerifiedArchive) -> Result<Installed, InstallError> {
+        self.tree.install(archive).await
+    }
+
+    /// Refuses, before any download, other bytes under a version already installed.
+    pub fn check_not_reused(&self, name: &str, version: &str, sha256: &str) -> Result<(), InstallError> {
+        self.tree.check_not_reused(name, version, sha256)
+    }
+
+    /// Unpacks a verified dev build for one execution, which removes it.
+    pub async fn load_dev_build(&self, archive: VerifiedArchive, name: &str) -> Result<LoadedPack, InstallError> {
+        let (version, sha256) = (archive.version().to_owned(), archive.sha256().to_owned());
+        let dir = self.tree.unpack_dev(archive).await?;
+        load_dev_build(&dir, name, &version, &sha256, &self.venvs).map_err(|message| {
+            let _ = std::fs::remove_dir_all(&dir);
+            InstallError::Manifest { name: name.to_owned(), version, message }
+        })
+    }
+
+    /// Removes installed versions and virtualenvs nothing uses: not in
+    /// `keep`, not the version of a live execution, not served now.
+    pub async fn collect_garbage(&self, keep: &[Installed], live: &std::collections::HashSet<(String, String)>) {
+        let served = self.snapshot();
+        self.tree.collect_garbage(keep, live, &served).await;
     }
 
     /// Sets the packs installed from S3; takes effect at the next reload.
@@ -160,7 +212,7 @@ impl Registry {
         let dirs: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .filter(|p| p.join(crate::distribution::venv::REQUIREMENTS).is_file())
+            .filter(|p| p.join(crate::packs::venv::REQUIREMENTS).is_file())
             .collect();
         for dir in dirs {
             let result = self.venvs.ensure(&dir).await;
@@ -465,6 +517,10 @@ mod tests {
         Arc::new(Venvs::new(root.join(".venvs"), "python3".into(), Duration::from_secs(60)))
     }
 
+    fn test_tree(root: &Path) -> InstalledTree {
+        InstalledTree::new(root.join(".sync"), test_venvs(root), Default::default())
+    }
+
     fn write_pack(root: &Path, name: &str, toml_text: &str) {
         let d = root.join(name);
         fs::create_dir_all(&d).expect("mkdir");
@@ -493,7 +549,7 @@ mod tests {
             "name = \"other\"\n[[actions]]\nname = \"x\"\nentrypoint = \"run.sh\"\n",
         );
         fs::create_dir(root.path().join(".hidden")).expect("mkdir");
-        let reg = Registry::new(root.path().to_owned(), test_venvs(root.path()));
+        let reg = Registry::new(root.path().to_owned(), test_tree(root.path()));
         let snap = reg.reload();
         assert_eq!(snap.packs.keys().collect::<Vec<_>>(), ["good"]);
         assert_eq!(snap.errors.len(), 2, "{:?}", snap.errors);
@@ -522,7 +578,7 @@ mod tests {
             "p",
             "name = \"p\"\n[[actions]]\nname = \"go\"\nentrypoint = \"run.sh\"\ntimeout = \"1m\"\n",
         );
-        let reg = Registry::new(root.path().to_owned(), test_venvs(root.path()));
+        let reg = Registry::new(root.path().to_owned(), test_tree(root.path()));
         reg.reload();
         let a = reg.resolve("p", "go").expect("resolves");
         let d = Duration::from_secs(3600);

@@ -26,12 +26,12 @@ use nix::{
     unistd::{getpid, pipe2, read, setgid, setgroups, setuid, Gid, Pid, Uid},
 };
 
-use super::output::OutputWriter;
-use crate::caps::ExecCgroup;
-use crate::exec::layout::{
-    unix_ms, write_json, ExecDir, ExitRecord, KillRequest, Outcome, PidFile, Spec, CHILD_PID, EXIT, KILL,
-    OUTPUT, STREAM_STDERR, STREAM_STDOUT, SUPERVISOR_PID,
+use crate::host::caps::ExecCgroup;
+use crate::execdir::{
+    output_log::{OutputWriter, STREAM_STDERR, STREAM_STDOUT},
+    ExecDir, ExitRecord, KillRequest, Outcome, PidFile, Spec, CHILD_PID, EXIT, KILL, OUTPUT, SUPERVISOR_PID,
 };
+use crate::files::{read_json, unix_ms, write_json};
 
 /// How long output is drained after every process of the action is gone.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -88,12 +88,12 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
     if let (Some(name), Origin::Agent) = (&spec.caps.cgroup, origin) {
         // Out of the agent's leaf (and its cap) into the supervisors' one.
         let base = name.split('/').next().unwrap_or(name);
-        if let Err(e) = crate::caps::move_to_supervisors(&spec.caps.parents, base, 0) {
+        if let Err(e) = crate::host::caps::move_to_supervisors(&spec.caps.parents, base, 0) {
             out.notice(&format!("[bolt] supervisor stays in the agent's cgroup: {e}\n"));
         }
     }
     let cgroup = match &spec.caps.cgroup {
-        Some(name) => match crate::caps::ExecCgroup::create(&spec.caps.parents, name, &spec.caps.limits) {
+        Some(name) => match crate::host::caps::ExecCgroup::create(&spec.caps.parents, name, &spec.caps.limits) {
             Ok(cg) => Some(cg),
             Err(e) => {
                 out.notice(&format!("[bolt] resource caps not enforced: {e}\n"));
@@ -303,7 +303,7 @@ impl Supervisor<'_> {
         // As subreaper, every live descendant is a child or below one: no
         // child means no process left, and needs no scan of /proc.
         let cgroup_empty = self.cgroup.as_ref().is_none_or(|c| c.pids().is_empty());
-        if cgroup_empty && (!has_children() || crate::procfs::descendants(getpid().as_raw()).is_empty()) {
+        if cgroup_empty && (!has_children() || crate::host::procfs::descendants(getpid().as_raw()).is_empty()) {
             self.kill_at = None;
             self.drain_until = Some(now + DRAIN);
         } else if self.kill_at.is_none() {
@@ -405,7 +405,7 @@ impl Supervisor<'_> {
         if self.status.is_some() || self.outcome != Outcome::Exited {
             return;
         }
-        let req: Option<KillRequest> = crate::exec::layout::read_json(&self.dir.path(KILL)).ok();
+        let req: Option<KillRequest> = read_json(&self.dir.path(KILL)).ok();
         let grace = req.as_ref().map_or(self.spec.kill_grace_ms, |r| r.grace_ms);
         let by = req.map_or_else(|| "a signal to the supervisor".to_owned(), |r| r.by);
         self.outcome = Outcome::Killed;
@@ -437,7 +437,7 @@ impl Supervisor<'_> {
                 }
             }
         }
-        for pid in crate::procfs::descendants(getpid().as_raw()) {
+        for pid in crate::host::procfs::descendants(getpid().as_raw()) {
             let _ = kill(Pid::from_raw(pid), sig);
         }
     }

@@ -15,17 +15,15 @@
 //! under the cgroup's limit, and an agent keeping months of history would
 //! run into its own cap.
 //!
-//! Wire format, both ways: messages of a little-endian u32 length, then that
-//! many bytes. A request is two messages, the execution folder and the
-//! contents of its `spec.json`; the answer is `ok <pid> <starttime>` or
-//! `err <message>`. End of input (the agent stopped or died) ends the
-//! spawner; the supervisors it forked run on, as orphans of init.
+//! Requests and answers follow [`crate::execdir::wire`]. End of input (the
+//! agent stopped or died) ends the spawner; the supervisors it forked run
+//! on, as orphans of init.
 
 use std::{
     io::{self, Read, Write},
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd},
-        unix::{ffi::OsStrExt, fs::DirBuilderExt},
+        unix::ffi::OsStrExt,
     },
     path::PathBuf,
     time::Duration,
@@ -38,51 +36,13 @@ use nix::{
 };
 
 use super::run::{supervise, Origin};
-use crate::exec::layout::{write_replace, ExecDir, PidFile, SPEC};
+use crate::execdir::{
+    wire::{answer, read_message, write_message, SUPERVISOR_COMM},
+    ExecDir, PidFile,
+};
 
-/// Longest message accepted (a spec holds the arguments, 256 KiB by default).
-pub const MAX_MESSAGE: usize = 16 << 20;
-/// The command name (`/proc/PID/comm`) of a forked supervisor.
-pub const SUPERVISOR_COMM: &std::ffi::CStr = c"bolt-supervise";
 /// How often finished supervisors are reaped while no request comes.
 const REAP_EVERY: Duration = Duration::from_secs(1);
-
-/// Writes one length-prefixed message.
-pub fn write_message(w: &mut impl Write, body: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(body.len()).map_err(|_| io::Error::other("message too long"))?;
-    w.write_all(&len.to_le_bytes())?;
-    w.write_all(body)?;
-    w.flush()
-}
-
-/// Reads one length-prefixed message; `None` at a clean end of input.
-pub fn read_message(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 4];
-    match r.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_MESSAGE {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("message of {len} bytes")));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok(Some(body))
-}
-
-/// Parses an answer into the supervisor's pid file contents.
-pub fn parse_answer(body: &[u8]) -> Result<PidFile, String> {
-    let text = String::from_utf8_lossy(body);
-    if let Some(err) = text.strip_prefix("err ") {
-        return Err(err.to_owned());
-    }
-    let mut it = text.strip_prefix("ok ").ok_or_else(|| format!("unexpected answer {text:?}"))?.split(' ');
-    let pid = it.next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("bad pid in {text:?}"))?;
-    let starttime = it.next().and_then(|p| p.parse().ok()).ok_or_else(|| format!("bad start in {text:?}"))?;
-    Ok(PidFile { pid, starttime })
-}
 
 /// Entry point of `bolt-agent supervisor-spawner`: serves requests on its
 /// stdin (a socket, also its stdout) until it closes. Must run before any
@@ -96,7 +56,7 @@ pub fn main() -> u8 {
     let mut output = Fd(stdout.as_fd());
     // Start-up code is done with; what runs from here on is this loop, the
     // fork and the supervisor.
-    crate::memory::release_code();
+    crate::host::memory::release_code();
     loop {
         reap();
         let mut fds = [PollFd::new(input.0, PollFlags::POLLIN)];
@@ -111,14 +71,11 @@ pub fn main() -> u8 {
             _ => return 1,
         };
         let dir = ExecDir(PathBuf::from(std::ffi::OsStr::from_bytes(&dir)));
-        let answer = match prepare(&dir, &spec) {
-            Err(e) => format!("err cannot prepare the execution folder: {e}"),
-            Ok(()) => match fork_supervisor(dir) {
-                Ok(p) => format!("ok {} {}", p.pid, p.starttime),
-                Err(e) => format!("err cannot fork a supervisor: {e}"),
-            },
+        let result = match dir.prepare(&spec) {
+            Err(e) => Err(format!("cannot prepare the execution folder: {e}")),
+            Ok(()) => fork_supervisor(dir).map_err(|e| format!("cannot fork a supervisor: {e}")),
         };
-        if write_message(&mut output, answer.as_bytes()).is_err() {
+        if write_message(&mut output, answer(result).as_bytes()).is_err() {
             return 1;
         }
     }
@@ -141,16 +98,6 @@ impl Write for Fd<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-}
-
-/// The execution folder (private) and its spec.
-pub fn prepare(dir: &ExecDir, spec: &[u8]) -> io::Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir.0) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
-    }
-    write_replace(&dir.path(SPEC), spec, false)
 }
 
 fn fork_supervisor(dir: ExecDir) -> io::Result<PidFile> {
@@ -193,33 +140,5 @@ fn reap() {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(_) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_round_trip_and_bad_lengths_are_refused() {
-        let mut buf = Vec::new();
-        write_message(&mut buf, b"/data/executions/x").expect("write");
-        write_message(&mut buf, b"").expect("write");
-        let mut r = io::Cursor::new(buf);
-        assert_eq!(read_message(&mut r).expect("read").expect("a message"), b"/data/executions/x");
-        assert_eq!(read_message(&mut r).expect("read").expect("a message"), b"");
-        assert!(read_message(&mut r).expect("read").is_none());
-        let mut huge = io::Cursor::new(((MAX_MESSAGE + 1) as u32).to_le_bytes().to_vec());
-        assert!(read_message(&mut huge).is_err());
-        let mut cut = io::Cursor::new(vec![10, 0, 0, 0, b'a']);
-        assert!(read_message(&mut cut).is_err());
-    }
-
-    #[test]
-    fn answers_parse() {
-        assert_eq!(parse_answer(b"ok 42 1234").expect("ok"), PidFile { pid: 42, starttime: 1234 });
-        assert_eq!(parse_answer(b"err no memory").expect_err("err"), "no memory");
-        assert!(parse_answer(b"ok x 1").is_err());
-        assert!(parse_answer(b"what").is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! exporter adds the unit and `_total` suffixes; labels are bounded (pack,
 //! action, state, method, code, reason; never ids or arguments).
 
-use std::sync::OnceLock;
+use std::{path::PathBuf, sync::OnceLock, time::SystemTime};
 
 use opentelemetry::{
     metrics::{Counter, Histogram, Meter},
@@ -95,3 +95,98 @@ pub fn execution_started(pack: &str, action: &str) {
         .executions_started
         .add(1, &[KeyValue::new("pack", pack.to_owned()), KeyValue::new("action", action.to_owned())]);
 }
+
+/// What the gauges read, from the modules that own it.
+pub struct GaugeSources {
+    /// Executions PENDING or RUNNING now.
+    pub running: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub caps_enforced: bool,
+    pub data_dir: PathBuf,
+    /// When the last pack sync succeeded.
+    pub last_sync: Box<dyn Fn() -> Option<SystemTime> + Send + Sync>,
+    /// Unix time at which the agent's certificate expires.
+    pub certificate_expiry: Box<dyn Fn() -> Option<i64> + Send + Sync>,
+}
+
+/// Gauges read when metrics are collected: the agent's own CPU and memory,
+/// running executions, free disk, caps, pack sync, certificate expiry. They
+/// are observed as long as the returned handles are kept.
+pub fn gauges(src: GaugeSources) -> Vec<Box<dyn std::any::Any>> {
+    use opentelemetry::metrics::{ObservableCounter, ObservableGauge};
+    let GaugeSources { running, caps_enforced, data_dir, last_sync, certificate_expiry } = src;
+    let m = meter();
+    let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let cpu: ObservableCounter<f64> = m
+        .f64_observable_counter("bolt_agent_cpu")
+        .with_unit("s")
+        .with_description("CPU time of the agent itself (user + system)")
+        .with_callback(|o| {
+            use nix::sys::resource::{getrusage, UsageWho};
+            if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
+                let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+                o.observe(secs(u.user_time()) + secs(u.system_time()), &[]);
+            }
+        })
+        .build();
+    keep.push(Box::new(cpu));
+    let rss: ObservableGauge<u64> = m
+        .u64_observable_gauge("bolt_agent_resident_memory")
+        .with_unit("By")
+        .with_description("Resident memory of the agent itself")
+        .with_callback(|o| {
+            if let Some(b) = crate::host::procfs::rss_bytes(std::process::id()) {
+                o.observe(b, &[]);
+            }
+        })
+        .build();
+    keep.push(Box::new(rss));
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_executions_running")
+            .with_description("Executions PENDING or RUNNING now")
+            .with_callback(move |o| o.observe(running(), &[]))
+            .build(),
+    ));
+    let enforced = u64::from(caps_enforced);
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_caps_enforced")
+            .with_description("1 when resource caps are enforced with cgroups")
+            .with_callback(move |o| o.observe(enforced, &[]))
+            .build(),
+    ));
+    let data = data_dir;
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_data_disk_free")
+            .with_unit("By")
+            .with_description("Free space on the data folder's file system")
+            .with_callback(move |o| {
+                if let Ok(s) = rustix::fs::statvfs(&data) {
+                    o.observe(s.f_bavail * s.f_frsize, &[]);
+                }
+            })
+            .build(),
+    ));
+    keep.push(Box::new(
+        m.f64_observable_gauge("bolt_pack_sync_last_success_timestamp")
+            .with_unit("s")
+            .with_description("Unix time of the last good pack sync")
+            .with_callback(move |o| {
+                if let Some(t) = last_sync() {
+                    o.observe(t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()), &[]);
+                }
+            })
+            .build(),
+    ));
+    keep.push(Box::new(
+        m.f64_observable_gauge("bolt_agent_certificate_expiry_timestamp")
+            .with_unit("s")
+            .with_description("Unix time at which the agent's certificate expires")
+            .with_callback(move |o| {
+                if let Some(t) = certificate_expiry() {
+                    o.observe(t as f64, &[]);
+                }
+            })
+            .build(),
+    ));
+    keep
+}
+

@@ -15,7 +15,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::tls::{AGENT_CERT, AGENT_KEY, CA_CERT};
+use bolt_agent::tls::{AGENT_CERT, AGENT_KEY, CA_CERT};
 
 pub const CA_KEY: &str = "ca.key";
 pub const CLIENT_CERT: &str = "client.crt";
@@ -65,7 +65,7 @@ pub fn init(dir: &Path, extra_sans: &[String], force: bool, days: i64) -> Result
     let issuer = Issuer::new(ca, &ca_key);
 
     let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    let host = crate::hostname();
+    let host = bolt_agent::hostname();
     if !host.is_empty() && !sans.contains(&host) {
         sans.push(host);
     }
@@ -130,8 +130,8 @@ pub fn revoke(dir: &Path, client_name: &str) -> Result<Vec<PathBuf>, CertsError>
         fs::read_to_string(&path).map_err(|source| CertsError::Read { path, source })
     };
     let cert_path = dir.join(format!("{client_name}.crt"));
-    let der = crate::tls::load_certs(&cert_path).map_err(|e| CertsError::BadName(e.to_string()))?;
-    let serial = crate::tls::identity_of(&der[0])
+    let der = bolt_agent::tls::load_certs(&cert_path).map_err(|e| CertsError::BadName(e.to_string()))?;
+    let serial = bolt_agent::tls::identity_of(&der[0])
         .map(|i| i.serial)
         .ok_or_else(|| CertsError::BadName(client_name.into()))?;
     let mut serials: Vec<String> = read(REVOKED).unwrap_or_default().lines().map(str::to_owned).collect();
@@ -218,7 +218,7 @@ fn write(dir: &Path, file: &str, pem: &str, secret: bool) -> Result<PathBuf, Cer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{identity_of, load_certs, load_key, TlsFiles};
+    use bolt_agent::tls::{identity_of, load_certs, load_key, TlsFiles};
     use std::os::unix::fs::PermissionsExt;
 
     #[test]

@@ -74,18 +74,77 @@ pub enum CapsError {
 /// Our own cgroup path in each v1 hierarchy (controller name → path), or
 /// the v2 path under "".
 pub fn own_paths() -> Parents {
+    parse_proc_cgroup(&fs::read_to_string("/proc/self/cgroup").unwrap_or_default())
+}
+
+/// Parses `/proc/<pid>/cgroup`: `id:controllers:path` lines.
+fn parse_proc_cgroup(text: &str) -> Parents {
     let mut out = HashMap::new();
-    if let Ok(text) = fs::read_to_string("/proc/self/cgroup") {
-        for line in text.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) =
-                (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            for c in controllers.split(',') {
-                out.insert(c.trim_start_matches("name=").to_owned(), path.to_owned());
-            }
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        for c in controllers.split(',') {
+            out.insert(c.trim_start_matches("name=").to_owned(), path.to_owned());
         }
     }
     out
+}
+
+/// The accounting files of one cgroup: where memory and CPU use are read,
+/// found among its controller folders (one per hierarchy on v1).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Accounting {
+    v2: bool,
+    memory_dir: Option<PathBuf>,
+    cpuacct_dir: Option<PathBuf>,
+}
+
+impl Accounting {
+    fn find<'a>(dirs: impl IntoIterator<Item = &'a Path>, v2: bool) -> Self {
+        let mut this = Self { v2, ..Self::default() };
+        for dir in dirs {
+            if dir.join("memory.max_usage_in_bytes").exists()
+                || dir.join("memory.peak").exists()
+                || dir.join("memory.current").exists()
+            {
+                this.memory_dir.get_or_insert(dir.to_owned());
+            }
+            if dir.join("cpuacct.usage").exists() || (v2 && dir.join("cpu.stat").exists()) {
+                this.cpuacct_dir.get_or_insert(dir.to_owned());
+            }
+        }
+        this
+    }
+
+    fn oom_killed(&self) -> bool {
+        let Some(dir) = &self.memory_dir else { return false };
+        let text = fs::read_to_string(dir.join(if self.v2 { "memory.events" } else { "memory.oom_control" }))
+            .unwrap_or_default();
+        text.lines().any(|l| {
+            let mut it = l.split_whitespace();
+            it.next() == Some("oom_kill") && it.next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0)
+        })
+    }
+
+    fn peak_memory(&self) -> Option<u64> {
+        let dir = self.memory_dir.as_ref()?;
+        read_u64(&dir.join(if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" }))
+    }
+
+    fn cpu_time_us(&self) -> Option<u64> {
+        let dir = self.cpuacct_dir.as_ref()?;
+        if self.v2 {
+            let text = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+            text.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
+        } else {
+            read_u64(&dir.join("cpuacct.usage")).map(|ns| ns / 1000)
+        }
+    }
+}
+
+/// The CFS quota for `cpus` CPUs over [`CPU_PERIOD_US`] (at least 1 ms).
+fn cpu_quota_us(cpus: f64) -> i64 {
+    (cpus * CPU_PERIOD_US as f64).round().max(1000.0) as i64
 }
 
 /// One execution's cgroup (a directory per hierarchy on v1).
@@ -94,8 +153,7 @@ pub struct ExecCgroup {
     v2: bool,
     /// `cgroup.procs` of every hierarchy: writing "0" there moves the writer.
     procs_files: Vec<PathBuf>,
-    memory_dir: Option<PathBuf>,
-    cpuacct_dir: Option<PathBuf>,
+    accounting: Accounting,
 }
 
 impl ExecCgroup {
@@ -132,25 +190,15 @@ impl ExecCgroup {
     }
 
     fn from_cgroup(cg: Cgroup, v2: bool) -> Self {
-        let mut this = Self { v2, procs_files: Vec::new(), memory_dir: None, cpuacct_dir: None, cg };
-        for sub in this.cg.subsystems() {
-            let c = sub.to_controller();
-            let dir = c.path().to_owned();
-            let procs = dir.join("cgroup.procs");
-            if procs.exists() && !this.procs_files.contains(&procs) {
-                this.procs_files.push(procs);
-            }
-            if dir.join("memory.max_usage_in_bytes").exists()
-                || dir.join("memory.peak").exists()
-                || dir.join("memory.current").exists()
-            {
-                this.memory_dir.get_or_insert(dir.clone());
-            }
-            if dir.join("cpuacct.usage").exists() || (v2 && dir.join("cpu.stat").exists()) {
-                this.cpuacct_dir.get_or_insert(dir);
+        let dirs: Vec<PathBuf> = cg.subsystems().iter().map(|s| s.to_controller().path().to_owned()).collect();
+        let mut procs_files = Vec::new();
+        for procs in dirs.iter().map(|d| d.join("cgroup.procs")) {
+            if procs.exists() && !procs_files.contains(&procs) {
+                procs_files.push(procs);
             }
         }
-        this
+        let accounting = Accounting::find(dirs.iter().map(PathBuf::as_path), v2);
+        Self { cg, v2, procs_files, accounting }
     }
 
     /// Sets the limits (a `None` leaves that resource as it is).
@@ -167,8 +215,7 @@ impl ExecCgroup {
         }
         if let Some(cpus) = limits.cpu_max {
             let cpu: &CpuController = self.cg.controller_of().ok_or(CapsError::Missing("cpu"))?;
-            let quota = (cpus * CPU_PERIOD_US as f64).round().max(1000.0) as i64;
-            cpu.set_cfs_quota_and_period(Some(quota), Some(CPU_PERIOD_US))
+            cpu.set_cfs_quota_and_period(Some(cpu_quota_us(cpus)), Some(CPU_PERIOD_US))
                 .map_err(|e| err("cpu quota", e))?;
         }
         if let Some(n) = limits.pids_max {
@@ -218,32 +265,17 @@ impl ExecCgroup {
 
     /// Whether the kernel's OOM killer ended a process of this cgroup.
     pub fn oom_killed(&self) -> bool {
-        let Some(dir) = &self.memory_dir else { return false };
-        let text = fs::read_to_string(dir.join(if self.v2 { "memory.events" } else { "memory.oom_control" }))
-            .unwrap_or_default();
-        text.lines().any(|l| {
-            let mut it = l.split_whitespace();
-            it.next() == Some("oom_kill")
-                && it.next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0)
-        })
+        self.accounting.oom_killed()
     }
 
     /// Highest memory use of the cgroup, where the kernel records it.
     pub fn peak_memory(&self) -> Option<u64> {
-        let dir = self.memory_dir.as_ref()?;
-        let file = if self.v2 { "memory.peak" } else { "memory.max_usage_in_bytes" };
-        read_u64(&dir.join(file))
+        self.accounting.peak_memory()
     }
 
     /// CPU time of every process that ran in the cgroup, in microseconds.
     pub fn cpu_time_us(&self) -> Option<u64> {
-        let dir = self.cpuacct_dir.as_ref()?;
-        if self.v2 {
-            let text = fs::read_to_string(dir.join("cpu.stat")).ok()?;
-            text.lines().find_map(|l| l.strip_prefix("usage_usec ")).and_then(|v| v.trim().parse().ok())
-        } else {
-            read_u64(&dir.join("cpuacct.usage")).map(|ns| ns / 1000)
-        }
+        self.accounting.cpu_time_us()
     }
 
     /// Removes the cgroup once it is empty, waiting up to `wait` for its
@@ -363,4 +395,76 @@ pub fn probe(parents: &Parents, base: &str) -> (CapsMode, Option<String>) {
         cg.remove(Duration::from_millis(200));
     }
     (mode, reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cgroup's controller folders, as the kernel lays them out.
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().expect("tempdir");
+        for (path, text) in files {
+            let p = d.path().join(path);
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, text).expect("write");
+        }
+        d
+    }
+
+    #[test]
+    fn proc_cgroup_names_each_controller_and_the_unified_path() {
+        let p = parse_proc_cgroup(
+            "12:memory:/system.slice/bolt.service\n4:cpu,cpuacct:/system.slice/bolt.service\n1:name=systemd:/x\n0::/user.slice\n",
+        );
+        assert_eq!(p["memory"], "/system.slice/bolt.service");
+        assert_eq!(p["cpuacct"], "/system.slice/bolt.service");
+        assert_eq!(p["systemd"], "/x");
+        assert_eq!(p[""], "/user.slice");
+        assert!(parse_proc_cgroup("garbage without colons").contains_key(""));
+    }
+
+    #[test]
+    fn v2_accounting_reads_events_peak_and_usage() {
+        let d = tree(&[
+            ("cg/memory.current", "1\n"),
+            ("cg/memory.peak", "4096\n"),
+            ("cg/memory.events", "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n"),
+            ("cg/cpu.stat", "usage_usec 1500\nuser_usec 1000\n"),
+        ]);
+        let a = Accounting::find([d.path().join("cg").as_path()], true);
+        assert!(a.oom_killed());
+        assert_eq!((a.peak_memory(), a.cpu_time_us()), (Some(4096), Some(1500)));
+        fs::write(d.path().join("cg/memory.events"), "oom 1\noom_kill 0\n").expect("write");
+        assert!(!a.oom_killed(), "an OOM event without a kill is not an OOM kill");
+    }
+
+    #[test]
+    fn v1_accounting_finds_memory_and_cpuacct_in_their_own_hierarchies() {
+        let d = tree(&[
+            ("memory/bolt/x/memory.max_usage_in_bytes", "8192\n"),
+            ("memory/bolt/x/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            ("cpu,cpuacct/bolt/x/cpuacct.usage", "2500000\n"),
+            ("pids/bolt/x/pids.max", "max\n"),
+        ]);
+        let dirs: Vec<PathBuf> =
+            ["pids", "memory", "cpu,cpuacct"].iter().map(|h| d.path().join(h).join("bolt/x")).collect();
+        let a = Accounting::find(dirs.iter().map(PathBuf::as_path), false);
+        assert_eq!(a.memory_dir.as_deref(), Some(dirs[1].as_path()));
+        assert!(a.oom_killed());
+        assert_eq!((a.peak_memory(), a.cpu_time_us()), (Some(8192), Some(2500)));
+        let none = Accounting::find([dirs[0].as_path()], false);
+        assert!(!none.oom_killed() && none.peak_memory().is_none() && none.cpu_time_us().is_none());
+    }
+
+    #[test]
+    fn cgroup_names_sit_below_the_agent_and_quotas_have_a_floor() {
+        let parents: Parents = [("".to_owned(), "/system.slice/bolt.service/".to_owned())].into();
+        assert_eq!(v2_path(&parents, "bolt/abc"), "system.slice/bolt.service/bolt/abc");
+        assert_eq!(v2_path(&Parents::new(), "bolt/abc"), "bolt/abc");
+        assert_eq!((agent_cgroup("bolt"), supervisors_cgroup("bolt")), ("bolt-agent".into(), "bolt-supervisors".into()));
+        assert_eq!(cpu_quota_us(0.5), 50_000);
+        assert_eq!(cpu_quota_us(2.0), 200_000);
+        assert_eq!(cpu_quota_us(0.001), 1000);
+    }
 }

@@ -11,9 +11,9 @@ use bolt_agent::{
         publish::{self, Publisher},
         records::{check_expiry, Stage},
         remote::Remote,
+        signing::{self, SigningKey, TrustedKeys},
     },
     packs::{archive, manifest::PackManifest, ManifestError},
-    signing::{self, SigningKey, TrustedKeys},
 };
 
 #[derive(Subcommand)]

@@ -108,6 +108,31 @@ fn read_only_segments() -> Vec<(usize, usize)> {
     out
 }
 
+/// Every [`TRIM_INTERVAL`]: gives freed heap back to the kernel, and code
+/// pages too while quiet (`idle` says no execution runs, and under one call
+/// a second came), so that a busy agent keeps its hot code mapped.
+pub fn spawn_trim(idle: impl Fn() -> bool + Send + 'static, mut stop: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        // The first round comes once start-up is over.
+        let first = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut tick = tokio::time::interval_at(first, TRIM_INTERVAL);
+        let mut seen = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = crate::shutdown::stopped(&mut stop) => return,
+            }
+            trim();
+            let now = activity();
+            if seen.is_none_or(|s: u64| now - s < TRIM_INTERVAL.as_secs()) && idle() {
+                let bytes = release_code();
+                tracing::trace!(bytes, "code pages released");
+            }
+            seen = Some(now);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
