@@ -9,6 +9,7 @@
 //!   when an endpoint is set; an incoming W3C `traceparent` is continued
 //!   (`api::rpc_layer`).
 
+mod json_lines;
 pub mod metrics;
 pub mod prometheus;
 
@@ -115,10 +116,12 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
     let _ = LOG_FILTER.set(handle);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = match config.log.format {
-        LogFormat::Json => {
-            fmt.json().flatten_event(true).with_current_span(true).with_span_list(false).boxed()
-        }
-        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(json_lines::FlatJson)
+            .boxed(),
+        // Colour only on a terminal: never escape codes in files or the journal.
+        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
     };
     // The log level filters the log lines only: spans are exported at info
     // whatever the logs show.

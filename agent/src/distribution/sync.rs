@@ -511,3 +511,45 @@ fn clip(s: &str) -> String {
     out.push('…');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_version_backs_off_doubling_and_a_success_clears_it() {
+        let mut c = Config::default();
+        c.sync.interval = Duration::from_secs(10);
+        let dist = Distribution::new(&c).await;
+        assert!(dist.backing_off("p", "s").is_none());
+        let wait = |d: &Distribution| d.backing_off("p", "s").map(|b| (b.failures, b.until - std::time::Instant::now()));
+        dist.record_outcome("p", "s", false);
+        let (n, left) = wait(&dist).expect("backing off");
+        assert_eq!(n, 1);
+        assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(9), "{left:?}");
+        dist.record_outcome("p", "s", false);
+        dist.record_outcome("p", "s", false);
+        let (n, left) = wait(&dist).expect("backing off");
+        assert_eq!(n, 3);
+        assert!(left > Duration::from_secs(39), "10 s doubled twice: {left:?}");
+        assert!(dist.backing_off("p", "other").is_none(), "per archive, not per pack");
+        for _ in 0..40 {
+            dist.record_outcome("p", "s", false);
+        }
+        assert!(wait(&dist).expect("capped").1 <= MAX_BACKOFF);
+        dist.record_outcome("p", "s", true);
+        assert!(dist.backing_off("p", "s").is_none());
+    }
+
+    #[test]
+    fn health_names_a_few_failures_each_clipped_and_counts_the_rest() {
+        let long = "x".repeat(MAX_MESSAGE * 3);
+        let failures: Vec<Failure> = (0..7).map(|i| Failure::new("io", format!("{i}:{long}"))).collect();
+        let text = summary(&failures);
+        assert!(text.ends_with("; and 4 more failures"), "{text}");
+        assert_eq!(text.matches('…').count(), MAX_REPORTED);
+        assert!(text.chars().count() < MAX_REPORTED * (MAX_MESSAGE + 4) + 40);
+        assert_eq!(summary(&failures[..1]).chars().count(), MAX_MESSAGE + 1);
+        assert_eq!(clip("short"), "short");
+    }
+}

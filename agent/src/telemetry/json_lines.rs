@@ -1,0 +1,148 @@
+//! JSON log lines with the fields of every enclosing span flattened into the
+//! line: the `ended` line of an execution carries its `id`, caller, pack and
+//! action like every other line about it, so one `jq 'select(.id == …)'`
+//! finds them all. Inner spans win over outer ones, the event's own fields
+//! over both; `span` names the innermost span.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+use tracing::{field::Field, Event, Subscriber};
+use tracing_subscriber::{
+    fmt::{
+        format::{JsonFields, Writer},
+        FmtContext, FormatEvent, FormattedFields,
+    },
+    registry::LookupSpan,
+};
+
+/// The event formatter; pair it with `fmt_fields(JsonFields::new())`.
+pub struct FlatJson;
+
+impl<S> FormatEvent<S, JsonFields> for FlatJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, JsonFields>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        let mut line = Map::new();
+        line.insert("timestamp".into(), now().into());
+        line.insert("level".into(), meta.level().as_str().into());
+        if let Some(scope) = ctx.event_scope() {
+            let mut innermost = None;
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(fields) = ext.get::<FormattedFields<JsonFields>>() {
+                    if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(fields) {
+                        line.extend(map);
+                    }
+                }
+                innermost = Some(span.name());
+            }
+            if let Some(name) = innermost {
+                line.insert("span".into(), name.into());
+            }
+        }
+        event.record(&mut Visitor(&mut line));
+        line.insert("target".into(), meta.target().into());
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+/// Event fields as JSON values: numbers and booleans stay typed.
+struct Visitor<'a>(&'a mut Map<String, Value>);
+
+impl tracing::field::Visit for Visitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().into(), value.into());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().into(), format!("{value:?}").into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::{fmt::MakeWriter, layer::SubscriberExt};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn every_line_carries_the_fields_of_its_spans() {
+        let buf = Buffer::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(buf.clone())
+            .fmt_fields(JsonFields::new())
+            .event_format(FlatJson);
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let execution = tracing::info_span!("execution", id = "e-1", pack = "p", caller = "alice");
+            let _e = execution.enter();
+            let end = tracing::info_span!("end", pack = "inner");
+            let _x = end.enter();
+            tracing::info!(state = "succeeded", exit_code = 0, ok = true, "ended");
+        });
+        let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        let line: Value = serde_json::from_str(text.trim()).expect("one JSON object");
+        assert_eq!(text.lines().count(), 1);
+        assert_eq!(line["id"], "e-1");
+        assert_eq!(line["caller"], "alice");
+        assert_eq!(line["pack"], "inner", "the inner span wins");
+        assert_eq!(line["message"], "ended");
+        assert_eq!(line["exit_code"], 0);
+        assert_eq!(line["ok"], true);
+        assert_eq!(line["span"], "end");
+        assert_eq!(line["level"], "INFO");
+        assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    }
+}
