@@ -1,5 +1,6 @@
 """Fixtures for the end-to-end tests: real agents, real certificates, real
-child processes, stubs generated from proto/ at session start."""
+child processes, the Python client (clients/python) to talk to them, and raw
+stubs generated from proto/ at session start for the requests it would not send."""
 
 from __future__ import annotations
 
@@ -74,7 +75,17 @@ def channel_for(a: Agent, cert: Path | None = None, key: Path | None = None, ca:
 
 
 @pytest.fixture
+def client(agent: Agent):  # type: ignore[no-untyped-def]
+    """A BoltClient of `agent` with the bolt-client identity: how tests talk to an agent."""
+    from util import client_for
+
+    with client_for(agent) as c:
+        yield c
+
+
+@pytest.fixture
 def stub(agent: Agent):  # type: ignore[no-untyped-def]
+    """A raw stub of `agent`, for tests that send requests the client would not."""
     from bolt.v1 import bolt_pb2_grpc
 
     ch = channel_for(agent)

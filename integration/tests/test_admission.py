@@ -7,20 +7,23 @@ from __future__ import annotations
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import grpc
 import pytest
 from bolt.v1 import bolt_pb2 as pb
 from bolt.v1 import bolt_pb2_grpc
 
+from bolt_client import BoltClient, BoltError, OutputChunk
 from bolt_testing import TEST_PACKS, Agent, agent_bin
-from util import code_of, execute, healthy, stub_for, wait_state
+from util import client_for, code_of, execute, healthy, wait_state
 
 
 def status_of(call: Callable[[], object]) -> grpc.StatusCode:
     try:
         call()
+    except BoltError as e:
+        return grpc.StatusCode[e.code]
     except grpc.RpcError as e:
         return e.code()
     return grpc.StatusCode.OK
@@ -40,44 +43,47 @@ def test_running_executions_are_capped_per_pack(tmp_path: Path, make_agent: Call
         config='[limits]\nmax_running_per_pack = 2\n[exec]\nkill_grace = "1s"\n',
         packs=[TEST_PACKS / "bolt-test", second_pack(tmp_path)],
     )
-    s = stub_for(a)
+    s = client_for(a)
     ids = [execute(s, "sleep", ticks=30) for _ in range(2)]
     code, msg = code_of(lambda: execute(s, "sleep", ticks=30))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "limits.max_running_per_pack" in msg and "bolt-test" in msg, msg
-    other = s.Execute(pb.ExecuteRequest(pack="other", action="nap"), timeout=10).execution_id
-    s.Kill(pb.KillRequest(execution_id=ids[0]), timeout=10)
+    other = s.execute("other", "nap").execution_id
+    s.kill(ids[0])
     wait_state(s, ids[0])
     execute(s, "noop")  # a place was given back
     for eid in (ids[1], other):
-        s.Kill(pb.KillRequest(execution_id=eid), timeout=10)
+        s.kill(eid)
     assert healthy(s)
 
 
 def test_output_streams_are_capped_per_identity(make_agent: Callable[..., Agent]) -> None:
     a = make_agent(config='[limits]\nmax_streams_per_identity = 2\n[exec]\nkill_grace = "1s"\n')
-    s = stub_for(a)
+    s = client_for(a)
     eid = execute(s, "sleep", ticks=30, interval="0.2")
-    follow = pb.StreamOutputRequest(execution_id=eid, follow=True)
-    held = [s.StreamOutput(follow, timeout=30) for _ in range(2)]
+
+    def stream(c: BoltClient) -> Iterator[OutputChunk]:
+        return c.stream_output(eid, follow=True, timeout=30)
+
+    held = [stream(s) for _ in range(2)]
     for it in held:
         assert next(it).data.startswith(b"tick"), "each held stream is open and admitted"
-    code, msg = code_of(lambda: next(s.StreamOutput(follow, timeout=10)))
+    code, msg = code_of(lambda: next(stream(s)))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "limits.max_streams_per_identity" in msg and "bolt-client" in msg, msg
     # Another identity has places of its own.
     subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "reader"], check=True, capture_output=True)
-    r = stub_for(a, a.certs / "reader.crt", a.certs / "reader.key")
-    assert next(r.StreamOutput(follow, timeout=10)).data.startswith(b"tick")
-    held[0].cancel()
+    r = client_for(a, a.certs / "reader.crt", a.certs / "reader.key")
+    assert next(stream(r)).data.startswith(b"tick")
+    held[0].close()
     deadline = time.monotonic() + 10
     while True:
-        code = status_of(lambda: next(s.StreamOutput(follow, timeout=10)))
+        code = status_of(lambda: next(stream(s)))
         if code == grpc.StatusCode.OK or time.monotonic() > deadline:
             break
         time.sleep(0.1)
     assert code == grpc.StatusCode.OK, "a closed stream gives its place back"
-    s.Kill(pb.KillRequest(execution_id=eid), timeout=10)
+    s.kill(eid)
     assert healthy(s)
 
 
@@ -115,7 +121,8 @@ def test_connections_are_capped_per_identity(make_agent: Callable[..., Agent]) -
         ch.close()
         time.sleep(0.2)
     assert code == grpc.StatusCode.OK, "a closed connection gives its place back"
-    assert healthy(bolt_pb2_grpc.BoltStub(channels[1]))
+    status = bolt_pb2_grpc.BoltStub(channels[1]).Health(pb.HealthRequest(), timeout=10).status
+    assert status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
 
 
 @pytest.mark.parametrize("setting", ["max_running_per_pack", "max_pending", "max_streams_per_identity", "max_connections_per_identity"])

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from bolt.v1 import bolt_pb2 as pb
-from util import execute, follow, healthy, stub_for, text, wait_until
+
+from bolt_client import State, Stream
+from util import client_for, execute, follow, healthy, pid_alive, text, wait_until
 
 
 def own_cgroup_dirs() -> list[Path]:
@@ -32,17 +33,19 @@ def own_cgroup_dirs() -> list[Path]:
 @pytest.fixture
 def capped(make_agent):
     a = make_agent(config='[exec]\nkill_grace = "1s"\n')
-    s = stub_for(a)
-    info = s.GetAgentInfo(pb.GetAgentInfoRequest())
+    s = client_for(a)
+    info = s.agent_info()
     if not info.caps_enforced:
+        s.close()
         pytest.skip(f"no cgroup could be created here (caps_mode={info.caps_mode}): memory, cpu and pids controllers unavailable")
-    return a, s, info
+    yield a, s, info
+    s.close()
 
 
 def test_health_reports_caps(capped):
     _, s, info = capped
     assert info.caps_mode in ("cgroup1", "cgroup2")
-    assert s.Health(pb.HealthRequest()).caps_enforced
+    assert s.health().caps_enforced
 
 
 def test_memory_cap_ends_in_oom_killed(capped):
@@ -50,26 +53,26 @@ def test_memory_cap_ends_in_oom_killed(capped):
     eid = execute(s, "hog", mib=256)
     chunks, end = follow(s, eid)
     e = end.execution
-    assert e.state == pb.STATE_OOM_KILLED, (e, text(chunks, None))
+    assert e.state is State.OOM_KILLED, (e, text(chunks, None))
     assert "holding 8 MiB" in text(chunks)
     assert "done" not in text(chunks)
-    assert "memory cap" in text(chunks, pb.STREAM_SYSTEM)
+    assert "memory cap" in text(chunks, Stream.SYSTEM)
     assert 32 << 20 <= e.peak_memory_bytes <= 80 << 20
     assert healthy(s)
     # Within its cap the same action succeeds.
     _, end = follow(s, execute(s, "hog", mib=16))
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert end.execution.state is State.SUCCEEDED
 
 
 def test_cpu_cap_limits_a_busy_loop(capped):
     _, s, _ = capped
     eid = execute(s, "spin", seconds=3)
     chunks, end = follow(s, eid)
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert end.execution.state is State.SUCCEEDED
     share = float(re.search(r"share=([0-9.]+)", text(chunks)).group(1))
     print(f"measured CPU share of a busy loop capped at 0.25 CPU: {share:.3f}")
     assert 0.1 < share <= 0.32, share
-    cpu = end.execution.cpu_time.ToNanoseconds() / 1e9
+    cpu = end.execution.cpu_time.total_seconds()
     assert 0.3 < cpu < 1.1, cpu
 
 
@@ -81,15 +84,15 @@ def test_fork_bomb_stops_at_the_pids_limit(capped):
     e = end.execution
     # The bomb fizzles at the limit (its forks fail and it unwinds) or
     # outlives its timeout; either way it ends and takes nothing with it.
-    assert e.state in (pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_TIMED_OUT), e
-    print(f"fork bomb capped at 32 pids ended {pb.State.Name(e.state)} after {time.monotonic() - t0:.1f}s")
+    assert e.state in (State.SUCCEEDED, State.FAILED, State.TIMED_OUT), e
+    print(f"fork bomb capped at 32 pids ended {e.state} after {time.monotonic() - t0:.1f}s")
     assert "going off" in text(chunks)
-    assert re.search(r"[Cc]an.?t fork|Resource temporarily unavailable|fork", text(chunks, pb.STREAM_STDERR))
+    assert re.search(r"[Cc]an.?t fork|Resource temporarily unavailable|fork", text(chunks, Stream.STDERR))
     assert time.monotonic() - t0 < 15
     assert healthy(s)
     # The agent kept serving, and the bomb left nothing behind.
     _, end = follow(s, execute(s, "echo", msg="after the bomb"))
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert end.execution.state is State.SUCCEEDED
 
 
 def test_execution_cgroups_are_removed(capped):
@@ -103,27 +106,25 @@ def test_execution_cgroups_are_removed(capped):
 def test_kill_uses_the_cgroup(capped):
     _, s, _ = capped
     eid = execute(s, "tree")
-    wait_until(lambda: "ready" in text(s.StreamOutput(pb.StreamOutputRequest(execution_id=eid))), 10, "ready")
+    wait_until(lambda: "ready" in text(s.stream_output(eid)), 10, "ready")
     dirs = [d / "bolt" / eid for d in own_cgroup_dirs() if (d / "bolt" / eid / "cgroup.procs").exists()]
     assert dirs
     pids = {int(p) for d in dirs for p in (d / "cgroup.procs").read_text().split()}
     assert len(pids) >= 5, pids
-    s.Kill(pb.KillRequest(execution_id=eid))
+    s.kill(eid)
     _, end = follow(s, eid)
-    assert end.execution.state == pb.STATE_KILLED
-    from util import pid_alive
-
+    assert end.execution.state is State.KILLED
     wait_until(lambda: not any(pid_alive(p) for p in pids), 5, "every process of the cgroup to end")
 
 
 def test_caps_can_be_disabled(make_agent):
     a = make_agent(config="[caps]\nenabled = false\n")
-    s = stub_for(a)
-    info = s.GetAgentInfo(pb.GetAgentInfoRequest())
+    s = client_for(a)
+    info = s.agent_info()
     assert not info.caps_enforced and info.caps_mode == "none"
     # The memory cap falls back to an address-space rlimit: the hog cannot grow.
     _, end = follow(s, execute(s, "hog", mib=256))
-    assert end.execution.state == pb.STATE_FAILED
+    assert end.execution.state is State.FAILED
 
 
 def cgroup_of(pid: int) -> dict[str, str]:

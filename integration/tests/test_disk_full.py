@@ -10,8 +10,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bolt.v1 import bolt_pb2 as pb
-from util import code_of, execute, follow, get, healthy, stub_for, text, wait_until
+
+from bolt_client import ServingStatus, State, Stream
+from util import client_for, code_of, execute, follow, get, healthy, text, wait_until
 
 MiB = 1024 * 1024
 
@@ -43,17 +44,17 @@ def test_full_data_folder(make_agent, small_disk):
     a = make_agent(start=False, config='[limits]\nmin_free_bytes = "4MiB"\n[caps]\nenabled = false\n')
     a.data_dir = small_disk / "data"
     a.start()
-    s = stub_for(a)
+    s = client_for(a)
     earlier = [execute(s, "echo", msg=f"before {i}") for i in range(3)]
     for eid in earlier:
-        assert follow(s, eid)[1].execution.state == pb.STATE_SUCCEEDED
+        assert follow(s, eid)[1].execution.state is State.SUCCEEDED
 
     # Nearly full: new executions are refused at once, with the limit named.
     filler = fill(small_disk, 2 * MiB)
     code, msg = code_of(lambda: execute(s, "echo", msg="refused"))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "limits.min_free_bytes" in msg, msg
     assert healthy(s)
-    assert any("free" in p for p in s.Health(pb.HealthRequest()).problems)
+    assert any("free" in p for p in s.health().problems)
     filler.unlink()
 
     # Space for a start, not for the output: it is cut, the action finishes,
@@ -63,36 +64,36 @@ def test_full_data_folder(make_agent, small_disk):
     wait_until(lambda: free(small_disk) < 64 * 1024, 20, "the data folder to fill up")
     assert healthy(s)
     for e in earlier:
-        assert get(s, e).state == pb.STATE_SUCCEEDED
+        assert get(s, e).state is State.SUCCEEDED
     code, _ = code_of(lambda: execute(s, "echo", msg="refused while full"))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     filler.unlink()
 
-    e = wait_until(lambda: (x := get(s, eid)).state == pb.STATE_SUCCEEDED and x, 30, "the flood to be recorded")
+    e = wait_until(lambda: (x := get(s, eid)).state is State.SUCCEEDED and x, 30, "the flood to be recorded")
     assert e.output_truncated and e.stdout_bytes == 30 * MiB
     chunks, end = follow(s, eid)
-    assert "data folder was full" in text(chunks, pb.STREAM_SYSTEM)
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert "data folder was full" in text(chunks, Stream.SYSTEM)
+    assert end.execution.state is State.SUCCEEDED
 
     # Recovered by itself: new executions run, and nothing earlier was lost,
     # across a restart too.
-    assert follow(s, execute(s, "echo", msg="after"))[1].execution.state == pb.STATE_SUCCEEDED
+    assert follow(s, execute(s, "echo", msg="after"))[1].execution.state is State.SUCCEEDED
     a.restart()
-    s = stub_for(a)
+    s = client_for(a)
     for e in [*earlier, eid]:
-        assert get(s, e).state == pb.STATE_SUCCEEDED
-    assert len(s.ListExecutions(pb.ListExecutionsRequest()).executions) == 5
+        assert get(s, e).state is State.SUCCEEDED
+    assert len(s.list_executions().executions) == 5
 
 
 def test_the_agent_starts_on_a_full_data_disk_and_serves_reads_and_kills(make_agent, small_disk):
     a = make_agent(start=False, config='[limits]\nmin_free_bytes = "1MiB"\n[caps]\nenabled = false\n[exec]\nkill_grace = "1s"\n')
     a.data_dir = small_disk / "data"
     a.start()
-    s = stub_for(a)
+    s = client_for(a)
     done = execute(s, "echo", msg="before the disk filled")
-    assert follow(s, done)[1].execution.state == pb.STATE_SUCCEEDED
+    assert follow(s, done)[1].execution.state is State.SUCCEEDED
     running = execute(s, "sleep", ticks=600, interval="0.1")
-    wait_until(lambda: get(s, running).state == pb.STATE_RUNNING, 10, "the action to run")
+    wait_until(lambda: get(s, running).state is State.RUNNING, 10, "the action to run")
     port = a.port
     a.stop()
     filler = fill(small_disk, 0)
@@ -106,14 +107,14 @@ def test_the_agent_starts_on_a_full_data_disk_and_serves_reads_and_kills(make_ag
     assert free(small_disk) < 64 * 1024
 
     a.start(listen=f"127.0.0.1:{port}")
-    s = stub_for(a)
-    health = s.Health(pb.HealthRequest(), timeout=10)
-    assert health.status == pb.SERVING_STATUS_DEGRADED and any("free" in p for p in health.problems), health
-    assert get(s, done).state == pb.STATE_SUCCEEDED
+    s = client_for(a)
+    health = s.health()
+    assert health.status is ServingStatus.DEGRADED and any("free" in p for p in health.problems), health
+    assert get(s, done).state is State.SUCCEEDED
     assert "before the disk filled" in text(follow(s, done)[0])
     code, msg = code_of(lambda: execute(s, "echo", msg="refused"))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, msg
-    assert s.Kill(pb.KillRequest(execution_id=running), timeout=10).state == pb.STATE_RUNNING
+    assert s.kill(running).state is State.RUNNING
     filler.unlink()  # the end is recorded once there is room
-    e = wait_until(lambda: (x := get(s, running)).state == pb.STATE_KILLED and x, 30, "the kill to be recorded")
-    assert e.state == pb.STATE_KILLED
+    e = wait_until(lambda: (x := get(s, running)).state is State.KILLED and x, 30, "the kill to be recorded")
+    assert e.state is State.KILLED

@@ -10,10 +10,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bolt.v1 import bolt_pb2 as pb
-from util import follow, stub_for, text, wait_state
 
+from bolt_client import ServingStatus, State
 from bolt_testing import EXAMPLE_PACKS, TEST_PACKS
+from util import client_for, follow, text, wait_state, wait_until
 
 GRPCURL = os.environ.get("GRPCURL") or shutil.which("grpcurl") or ""
 
@@ -25,7 +25,7 @@ def grpcurl(agent, *args: str) -> str:
     return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
 
 
-def test_grpcurl_list_health_and_execute(agent):
+def test_grpcurl_list_health_and_execute(agent, client):
     services = grpcurl(agent, agent.address, "list").split()
     assert {"bolt.v1.Bolt", "grpc.health.v1.Health"} <= set(services)
     health = json.loads(grpcurl(agent, agent.address, "grpc.health.v1.Health/Check"))
@@ -33,8 +33,8 @@ def test_grpcurl_list_health_and_execute(agent):
     out = json.loads(grpcurl(agent, "-d", '{"pack":"bolt-test","action":"echo","args":{"msg":"from grpcurl"}}',
                              agent.address, "bolt.v1.Bolt/Execute"))
     eid = out["executionId"]
-    e = wait_state(stub_for(agent), eid)
-    assert e.state == pb.STATE_SUCCEEDED
+    e = wait_state(client, eid)
+    assert e.state is State.SUCCEEDED
     got = json.loads(grpcurl(agent, "-d", json.dumps({"execution_id": eid}), agent.address, "bolt.v1.Bolt/GetExecution"))
     assert got["state"] == "STATE_SUCCEEDED" and got["args"]["msg"] == "from grpcurl"
     desc = grpcurl(agent, agent.address, "describe", "bolt.v1.ExecuteRequest")
@@ -46,52 +46,50 @@ def test_a_malformed_pack_is_reported_and_skipped(make_agent, tmp_path):
     broken.mkdir()
     (broken / "pack.toml").write_text('name = "broken"\n[[actions]]\nname = "x"\nentrypoint = "missing.sh"\n')
     a = make_agent(packs=[TEST_PACKS / "bolt-test", broken])
-    s = stub_for(a)
-    h = s.Health(pb.HealthRequest())
-    assert h.status == pb.SERVING_STATUS_DEGRADED
+    s = client_for(a)
+    h = s.health()
+    assert h.status is ServingStatus.DEGRADED
     assert len(h.pack_errors) == 1 and "missing.sh" in h.pack_errors[0].error
     assert any("broken" in p for p in h.problems)
-    info = s.GetAgentInfo(pb.GetAgentInfoRequest())
+    info = s.agent_info()
     assert [p.name for p in info.packs] == ["bolt-test"]
     assert "pack skipped" in a.log()
-    eid = s.Execute(pb.ExecuteRequest(pack="bolt-test", action="echo", args={"msg": "still works"})).execution_id
-    assert wait_state(s, eid).state == pb.STATE_SUCCEEDED
+    eid = s.execute("bolt-test", "echo", {"msg": "still works"}).execution_id
+    assert wait_state(s, eid).state is State.SUCCEEDED
 
 
 def test_packs_are_rescanned(make_agent):
     a = make_agent(config='[packs]\nrescan_interval = "200ms"\n')
-    s = stub_for(a)
+    s = client_for(a)
     shutil.copytree(EXAMPLE_PACKS / "disk-usage", a.packs_dir / "disk-usage")
-    from util import wait_until
-
-    wait_until(lambda: any(x.pack == "disk-usage" for x in s.ListActions(pb.ListActionsRequest()).actions), 10, "the new pack")
+    wait_until(lambda: any(x.pack == "disk-usage" for x in s.list_actions()), 10, "the new pack")
 
 
 def test_agent_info_reports_the_instance(make_agent):
     a = make_agent(config='[instance]\nid = "i-123"\napp = "kafka"\navailability_zone = "us-east-1a"\nregion = "us-east-1"\nstage = "test"\n')
-    info = stub_for(a).GetAgentInfo(pb.GetAgentInfoRequest())
+    info = client_for(a).agent_info()
     assert (info.instance.instance_id, info.instance.app, info.instance.availability_zone, info.instance.region, info.instance.stage) == (
         "i-123", "kafka", "us-east-1a", "us-east-1", "test")
     assert info.version and info.data_disk_total_bytes > 0 and info.agent_rss_bytes > 0
-    assert info.status == pb.SERVING_STATUS_SERVING
+    assert info.status is ServingStatus.SERVING
 
 
 @pytest.mark.parametrize("pack", sorted(p.name for p in EXAMPLE_PACKS.iterdir() if (p / "pack.toml").exists()))
 def test_example_packs_load(make_agent, pack):
     a = make_agent(packs=[EXAMPLE_PACKS / pack])
-    h = stub_for(a).Health(pb.HealthRequest())
-    assert list(h.pack_errors) == []
-    assert any(x.pack == pack for x in stub_for(a).ListActions(pb.ListActionsRequest()).actions)
+    s = client_for(a)
+    assert s.health().pack_errors == ()
+    assert any(x.pack == pack for x in s.list_actions())
 
 
 def test_disk_usage_example_runs(make_agent, tmp_path):
     a = make_agent(packs=[EXAMPLE_PACKS / "disk-usage"])
-    s = stub_for(a)
+    s = client_for(a)
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "f").write_bytes(b"x" * 100_000)
-    eid = s.Execute(pb.ExecuteRequest(pack="disk-usage", action="top-dirs", args={"path": str(tmp_path), "count": "5"})).execution_id
+    eid = s.execute("disk-usage", "top-dirs", {"path": str(tmp_path), "count": 5}).execution_id
     chunks, end = follow(s, eid)
-    assert end.execution.state == pb.STATE_SUCCEEDED, text(chunks, None)
+    assert end.execution.state is State.SUCCEEDED, text(chunks, None)
     assert str(tmp_path / "d") in text(chunks)
 
 
@@ -101,8 +99,8 @@ def test_an_agent_certificate_near_expiry_shows_in_health(make_agent, tmp_path):
     certs = tmp_path / "short"
     subprocess.run([str(agent_bin()), "certs", "init", "--dir", str(certs), "--days", "5"], check=True, capture_output=True)
     a = make_agent(certs=certs)
-    h = stub_for(a).Health(pb.HealthRequest())
-    assert h.status == pb.SERVING_STATUS_DEGRADED
+    h = client_for(a).health()
+    assert h.status is ServingStatus.DEGRADED
     assert any("certificate" in p and ("expires in 4 days" in p or "expires in 5 days" in p) for p in h.problems), h.problems
     ok = make_agent()
-    assert not any("certificate" in p for p in stub_for(ok).Health(pb.HealthRequest()).problems)
+    assert not any("certificate" in p for p in client_for(ok).health().problems)

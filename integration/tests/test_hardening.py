@@ -18,10 +18,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bolt.v1 import bolt_pb2 as pb
-from util import code_of, execute, follow, get, healthy, pid_file, stub_for, text, wait_state, wait_until
 
+from bolt_client import ServingStatus, State, Stream, UnavailableError
 from bolt_testing import EXAMPLE_PACKS, TEST_PACKS, Agent, agent_bin
+from util import client_for, code_of, execute, follow, get, healthy, pid_file, text, wait_state, wait_until
 
 # --- a read rule reads only its packs -------------------------------------------------
 
@@ -51,40 +51,40 @@ def two_packs(tmp_path: Path) -> Path:
 def test_a_read_rule_reads_only_its_packs(tmp_path: Path, two_packs: Path) -> None:
     with Agent(tmp_path / "a", packs=[two_packs / "bolt-test", two_packs / "probe"], config=READ_RULES) as a:
         subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "reader"], check=True, capture_output=True)
-        owner = stub_for(a)
-        reader = stub_for(a, a.certs / "reader.crt", a.certs / "reader.key")
+        owner = client_for(a)
+        reader = client_for(a, a.certs / "reader.crt", a.certs / "reader.key")
 
         secret = execute(owner, "echo", msg="secret-output")
         wait_state(owner, secret, timeout=20)
-        probe = owner.Execute(pb.ExecuteRequest(pack="probe", action="echo", args={"msg": "probe-output"}), timeout=10).execution_id
+        probe = owner.execute("probe", "echo", {"msg": "probe-output"}).execution_id
         wait_state(owner, probe, timeout=20)
 
         # Its own pack: every read works.
-        assert get(reader, probe).state == pb.STATE_SUCCEEDED
+        assert get(reader, probe).state is State.SUCCEEDED
         chunks, end = follow(reader, probe)
         assert "probe-output" in text(chunks) and end is not None
 
         # Another pack: refused, naming the pack, and nothing of it leaks.
         code, details = code_of(lambda: get(reader, secret))
         assert code == grpc.StatusCode.PERMISSION_DENIED and "bolt-test" in details, details
-        code, details = code_of(lambda: list(reader.StreamOutput(pb.StreamOutputRequest(execution_id=secret), timeout=10)))
+        code, details = code_of(lambda: list(reader.stream_output(secret)))
         assert code == grpc.StatusCode.PERMISSION_DENIED and "bolt-test" in details, details
-        code, details = code_of(lambda: reader.ListExecutions(pb.ListExecutionsRequest(pack="bolt-test"), timeout=10))
+        code, details = code_of(lambda: reader.list_executions(pack="bolt-test"))
         assert code == grpc.StatusCode.PERMISSION_DENIED, details
 
         # Listing shows only what may be read, and pages stay full.
         for _ in range(3):
-            wait_state(owner, owner.Execute(pb.ExecuteRequest(pack="probe", action="noop"), timeout=10).execution_id)
+            wait_state(owner, owner.execute("probe", "noop").execution_id)
             wait_state(owner, execute(owner, "noop"))
-        listed = reader.ListExecutions(pb.ListExecutionsRequest(page_size=50), timeout=10).executions
+        listed = reader.list_executions(page_size=50).executions
         assert {e.pack for e in listed} == {"probe"} and len(listed) == 4
-        page = reader.ListExecutions(pb.ListExecutionsRequest(page_size=2), timeout=10)
+        page = reader.list_executions(page_size=2)
         assert len(page.executions) == 2 and page.next_page_token
-        rest = reader.ListExecutions(pb.ListExecutionsRequest(page_size=50, page_token=page.next_page_token), timeout=10)
+        rest = reader.list_executions(page_size=50, page_token=page.next_page_token)
         assert [e.pack for e in rest.executions] == ["probe", "probe"]
 
         # The owner still sees everything.
-        assert {e.pack for e in owner.ListExecutions(pb.ListExecutionsRequest(page_size=50), timeout=10).executions} == {"probe", "bolt-test"}
+        assert {e.pack for e in owner.list_executions(page_size=50).executions} == {"probe", "bolt-test"}
 
 
 # --- an empty history deletes nothing --------------------------------------------------
@@ -94,13 +94,13 @@ def test_a_read_rule_reads_only_its_packs(tmp_path: Path, two_packs: Path) -> No
 def test_an_empty_or_missing_history_adopts_every_execution_folder(tmp_path: Path, damage: str) -> None:
     a = Agent(tmp_path / "a").start()
     try:
-        stub = stub_for(a)
-        done = execute(stub, "echo", msg="kept", key="before-damage")
-        wait_state(stub, done)
-        failed = execute(stub, "fail", code=3)
-        wait_state(stub, failed)
-        running = execute(stub, "sleep", ticks=8, interval="0.5")
-        wait_state(stub, running, {pb.STATE_RUNNING})
+        client = client_for(a)
+        done = execute(client, "echo", msg="kept", key="before-damage")
+        wait_state(client, done)
+        failed = execute(client, "fail", code=3)
+        wait_state(client, failed)
+        running = execute(client, "sleep", ticks=8, interval="0.5")
+        wait_state(client, running, {State.RUNNING})
         log = a.data_dir / "executions" / running / "output.log"
         wait_until(lambda: log.exists() and b"tick 1" in log.read_bytes(), 10, "a first tick")
         a.stop()
@@ -114,27 +114,27 @@ def test_an_empty_or_missing_history_adopts_every_execution_folder(tmp_path: Pat
         assert {done, failed, running} <= folders
 
         a.start()
-        stub = stub_for(a)
+        client = client_for(a)
         assert {p.name for p in (a.data_dir / "executions").iterdir()} >= {done, failed, running}, "nothing was deleted"
         assert "adopted" in a.log()
 
-        e = get(stub, done)
-        assert (e.state, e.pack, e.action, e.caller, e.args["msg"]) == (pb.STATE_SUCCEEDED, "bolt-test", "echo", "bolt-client", "kept")
-        chunks, _ = follow(stub, done)
+        e = get(client, done)
+        assert (e.state, e.pack, e.action, e.caller, e.args["msg"]) == (State.SUCCEEDED, "bolt-test", "echo", "bolt-client", "kept")
+        chunks, _ = follow(client, done)
         assert "kept" in text(chunks)
-        e = get(stub, failed)
-        assert (e.state, e.exit_code) == (pb.STATE_FAILED, 3)
+        e = get(client, failed)
+        assert (e.state, e.exit_code) == (State.FAILED, 3)
 
         # The running action was re-attached: it ends by itself, with all its output.
-        e = wait_state(stub, running, timeout=30)
-        assert e.state == pb.STATE_SUCCEEDED, e.error
-        chunks, _ = follow(stub, running)
+        e = wait_state(client, running, timeout=30)
+        assert e.state is State.SUCCEEDED, e.error
+        chunks, _ = follow(client, running)
         assert text(chunks).count("tick") == 8
 
         # The idempotency key is known again: a retry starts nothing new.
-        again = execute(stub, "echo", msg="kept", key="before-damage")
+        again = execute(client, "echo", msg="kept", key="before-damage")
         assert again == done
-        listed = {e.execution_id for e in stub.ListExecutions(pb.ListExecutionsRequest(page_size=50), timeout=10).executions}
+        listed = {e.execution_id for e in client.list_executions(page_size=50).executions}
         assert listed == {done, failed, running}
     finally:
         a.stop()
@@ -159,21 +159,21 @@ def processes_of(eid: str) -> list[int]:
 
 def test_kill9_of_a_supervisor_ends_what_is_left_of_its_action(make_agent) -> None:  # type: ignore[no-untyped-def]
     a = make_agent()
-    stub = stub_for(a)
-    eid = execute(stub, "sleep", ticks=600, interval="0.1")
-    wait_state(stub, eid, {pb.STATE_RUNNING})
+    client = client_for(a)
+    eid = execute(client, "sleep", ticks=600, interval="0.1")
+    wait_state(client, eid, {State.RUNNING})
     wait_until(lambda: processes_of(eid), 10, "the action's processes")
     sup = pid_file(a, eid, "supervisor.pid")
     os.kill(sup, signal.SIGKILL)
-    e = wait_state(stub, eid, timeout=20)
-    assert e.state == pb.STATE_LOST and "supervisor" in e.error
+    e = wait_state(client, eid, timeout=20)
+    assert e.state is State.LOST and "supervisor" in e.error
     wait_until(lambda: not processes_of(eid), 10, "no process of the action to be left")
     spec = json.loads((a.data_dir / "executions" / eid / "spec.json").read_text())
     cgroup = spec["caps"].get("cgroup")
     if cgroup:
         leftovers = [p for p in Path("/sys/fs/cgroup").rglob(cgroup.split("/")[-1]) if p.is_dir()]
         assert leftovers == [], leftovers
-    assert stub.Kill(pb.KillRequest(execution_id=eid), timeout=10).already_ended
+    assert client.kill(eid).already_ended
 
 
 # --- revocation reaches open connections ------------------------------------------------
@@ -182,28 +182,28 @@ def test_kill9_of_a_supervisor_ends_what_is_left_of_its_action(make_agent) -> No
 def test_revocation_closes_the_connections_a_certificate_opened(make_agent) -> None:  # type: ignore[no-untyped-def]
     a = make_agent(config='[limits]\ntls_reload_interval = "200ms"\n')
     subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
-    mallory = stub_for(a, a.certs / "mallory.crt", a.certs / "mallory.key")
-    other = stub_for(a)
-    assert mallory.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_SERVING
+    mallory = client_for(a, a.certs / "mallory.crt", a.certs / "mallory.key")
+    other = client_for(a)
+    assert mallory.health().status is ServingStatus.SERVING
     subprocess.run([str(agent_bin()), "certs", "revoke", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
 
     def refused() -> bool:
         try:
-            mallory.Health(pb.HealthRequest(), timeout=5)
-        except grpc.RpcError as e:
-            return e.code() == grpc.StatusCode.UNAVAILABLE
+            mallory.health()
+        except UnavailableError:
+            return True
         return False
 
     wait_until(refused, 20, "the open channel of the revoked certificate to be closed")
     assert "no longer trusted" in a.log()
-    assert other.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_SERVING
+    assert other.health().status is ServingStatus.SERVING
 
 
 # --- pack files ----------------------------------------------------------------------------
 
 
-def pack_errors(stub) -> str:  # type: ignore[no-untyped-def]
-    return " | ".join(f"{e.source}: {e.error}" for e in stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).pack_errors)
+def pack_errors(client) -> str:  # type: ignore[no-untyped-def]
+    return " | ".join(f"{e.source}: {e.error}" for e in client.agent_info().pack_errors)
 
 
 RESCAN = '[packs]\nrescan_interval = "200ms"\n'
@@ -212,8 +212,8 @@ RESCAN = '[packs]\nrescan_interval = "200ms"\n'
 @pytest.mark.parametrize("how", ["world-writable entrypoint", "world-writable folder", "another user's file"])
 def test_pack_files_others_can_write_are_refused(make_agent, how: str) -> None:  # type: ignore[no-untyped-def]
     a = make_agent(config=RESCAN)
-    stub = stub_for(a)
-    assert wait_state(stub, execute(stub, "noop")).state == pb.STATE_SUCCEEDED
+    client = client_for(a)
+    assert wait_state(client, execute(client, "noop")).state is State.SUCCEEDED
     pack = a.packs_dir / "bolt-test"
     if how == "world-writable entrypoint":
         (pack / "noop.sh").chmod(0o777)
@@ -221,26 +221,26 @@ def test_pack_files_others_can_write_are_refused(make_agent, how: str) -> None: 
         pack.chmod(0o777)
     else:
         os.chown(pack / "noop.sh", 65534, 65534)
-    wait_until(lambda: "bolt-test" in pack_errors(stub), 10, "the pack to be refused")
-    errors = pack_errors(stub)
+    wait_until(lambda: "bolt-test" in pack_errors(client), 10, "the pack to be refused")
+    errors = pack_errors(client)
     assert "refused" in errors and ("anyone" in errors or "owned by uid 65534" in errors), errors
-    code, _ = code_of(lambda: execute(stub, "noop"))
+    code, _ = code_of(lambda: execute(client, "noop"))
     assert code == grpc.StatusCode.NOT_FOUND
-    health = stub.Health(pb.HealthRequest(), timeout=5)
-    assert any("bolt-test" in p for p in health.problems), list(health.problems)
+    health = client.health()
+    assert any("bolt-test" in p for p in health.problems), health.problems
 
 
 def test_a_fifo_manifest_wedges_nothing(make_agent) -> None:  # type: ignore[no-untyped-def]
     a = make_agent(config=RESCAN, packs=[TEST_PACKS / "bolt-test", EXAMPLE_PACKS / "demo"])
-    stub = stub_for(a)
+    client = client_for(a)
     manifest = a.packs_dir / "demo" / "pack.toml"
     manifest.unlink()
     os.mkfifo(manifest)
-    wait_until(lambda: "not a regular file" in pack_errors(stub), 10, "the FIFO to be refused")
-    assert wait_state(stub, execute(stub, "noop")).state == pb.STATE_SUCCEEDED, "other packs still serve"
+    wait_until(lambda: "not a regular file" in pack_errors(client), 10, "the FIFO to be refused")
+    assert wait_state(client, execute(client, "noop")).state is State.SUCCEEDED, "other packs still serve"
     a.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "SIGHUP" in a.log(), 10, "the reload")
-    assert stub.Health(pb.HealthRequest(), timeout=5).status == pb.SERVING_STATUS_DEGRADED
+    assert client.health().status is ServingStatus.DEGRADED
     t0 = time.monotonic()
     assert a.stop() == 0
     assert time.monotonic() - t0 < 10
@@ -251,40 +251,40 @@ def test_a_symlinked_manifest_is_refused_and_never_quoted(make_agent, tmp_path: 
     secret.write_text("TOPSECRET-FIRST-LINE = [\n")
     secret.chmod(0o600)
     a = make_agent(config=RESCAN, packs=[TEST_PACKS / "bolt-test", EXAMPLE_PACKS / "demo"])
-    stub = stub_for(a)
+    client = client_for(a)
     manifest = a.packs_dir / "demo" / "pack.toml"
     manifest.unlink()
     manifest.symlink_to(secret)
-    wait_until(lambda: "demo" in pack_errors(stub), 10, "the link to be refused")
-    errors = pack_errors(stub)
+    wait_until(lambda: "demo" in pack_errors(client), 10, "the link to be refused")
+    errors = pack_errors(client)
     assert "symbolic link" in errors and "TOPSECRET" not in errors, errors
     # A syntax error names the line and column, never the text.
     manifest.unlink()
     manifest.write_text('name = "demo"\nTOPSECRET-OTHER = [\n')
-    wait_until(lambda: "line" in pack_errors(stub), 10, "the syntax error")
-    errors = pack_errors(stub)
+    wait_until(lambda: "line" in pack_errors(client), 10, "the syntax error")
+    errors = pack_errors(client)
     assert "TOPSECRET" not in errors and "line 2" in errors, errors
 
 
 def test_a_symlinked_pack_folder_is_reported(make_agent, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     a = make_agent(config=RESCAN)
-    stub = stub_for(a)
+    client = client_for(a)
     shutil.copytree(EXAMPLE_PACKS / "demo", tmp_path / "elsewhere-demo")
     (a.packs_dir / "demo").symlink_to(tmp_path / "elsewhere-demo")
-    wait_until(lambda: "symbolic link" in pack_errors(stub), 10, "the link to be reported")
-    assert "demo" not in {x.pack for x in stub.ListActions(pb.ListActionsRequest(), timeout=5).actions}
+    wait_until(lambda: "symbolic link" in pack_errors(client), 10, "the link to be reported")
+    assert "demo" not in {x.pack for x in client.list_actions()}
 
 
 # --- what an action receives ------------------------------------------------------------------
 
 
-def test_integers_reach_the_action_in_canonical_form(stub) -> None:  # type: ignore[no-untyped-def]
+def test_integers_reach_the_action_in_canonical_form(client) -> None:  # type: ignore[no-untyped-def]
     for given, passed in (("05", "5"), ("+7", "7"), ("010", "10")):
-        eid = execute(stub, "echo", msg="x", count=given)
-        chunks, end = follow(stub, eid)
+        eid = execute(client, "echo", msg="x", count=given)
+        chunks, end = follow(client, eid)
         out = text(chunks)
         assert f"argv:--count={passed}\n" in out and f"env:BOLT_ARG_COUNT={passed}\n" in out, out
-        assert get(stub, eid).args["count"] == passed
+        assert get(client, eid).args["count"] == passed
 
 
 def script_pack(root: Path, name: str, action: str, script: str) -> Path:
@@ -311,9 +311,9 @@ def test_actions_get_a_fixed_umask_and_no_inherited_descriptor(tmp_path: Path) -
     finally:
         os.umask(old)
     try:
-        stub = stub_for(a)
-        eid = stub.Execute(pb.ExecuteRequest(pack="probe-env", action="show"), timeout=10).execution_id
-        chunks, _ = follow(stub, eid)
+        client = client_for(a)
+        eid = client.execute("probe-env", "show").execution_id
+        chunks, _ = follow(client, eid)
         out = text(chunks)
         assert "umask 0022" in out, out
         fds = out.splitlines()[1].split()
@@ -330,25 +330,25 @@ def test_actions_get_a_fixed_umask_and_no_inherited_descriptor(tmp_path: Path) -
 
 
 def test_a_retry_runs_an_execution_the_agent_never_started(agent) -> None:  # type: ignore[no-untyped-def]
-    stub = stub_for(agent)
-    wait_state(stub, execute(stub, "noop"))  # the spawner is up
+    client = client_for(agent)
+    wait_state(client, execute(client, "noop"))  # the spawner is up
     spawners = agent.spawners()
     assert spawners
     for pid in spawners:
         os.kill(pid, signal.SIGSTOP)
-    eid = execute(stub, "echo", msg="once", key="crash-before-launch")
+    eid = execute(client, "echo", msg="once", key="crash-before-launch")
     agent.kill9()
     for pid in spawners:
         os.kill(pid, signal.SIGKILL)
     agent.start()
-    stub = stub_for(agent)
-    first = get(stub, eid)
-    assert first.state == pb.STATE_FAILED and "did not run" in first.error, first
-    retry = execute(stub, "echo", msg="once", key="crash-before-launch")
+    client = client_for(agent)
+    first = get(client, eid)
+    assert first.state is State.FAILED and "did not run" in first.error, first
+    retry = execute(client, "echo", msg="once", key="crash-before-launch")
     assert retry != eid
-    e = wait_state(stub, retry)
-    assert e.state == pb.STATE_SUCCEEDED
-    assert execute(stub, "echo", msg="once", key="crash-before-launch") == retry, "then the key names the run"
+    e = wait_state(client, retry)
+    assert e.state is State.SUCCEEDED
+    assert execute(client, "echo", msg="once", key="crash-before-launch") == retry, "then the key names the run"
 
 
 # --- info can be narrowed ---------------------------------------------------------------------
@@ -361,12 +361,12 @@ def test_info_is_everyone_s_until_narrowed(make_agent) -> None:  # type: ignore[
         a = make_agent(config=config)
         for name in ("stranger", "monitor"):
             subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", name], check=True, capture_output=True)
-        stranger = stub_for(a, a.certs / "stranger.crt", a.certs / "stranger.key")
-        monitor = stub_for(a, a.certs / "monitor.crt", a.certs / "monitor.key")
+        stranger = client_for(a, a.certs / "stranger.crt", a.certs / "stranger.key")
+        monitor = client_for(a, a.certs / "monitor.crt", a.certs / "monitor.key")
         calls = (
-            lambda s: s.ListActions(pb.ListActionsRequest(), timeout=5),
-            lambda s: s.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5),
-            lambda s: s.Health(pb.HealthRequest(), timeout=5),
+            lambda s: s.list_actions(),
+            lambda s: s.agent_info(),
+            lambda s: s.health(),
         )
         for call in calls:
             call(monitor)
@@ -437,9 +437,9 @@ request_timeout = "2s"
 trusted_keys = ["{key / 'release.pub'}"]
 """
         a = make_agent(config=config, env={"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"})
-        stub = stub_for(a)
+        client = client_for(a)
         t0 = time.monotonic()
-        s = wait_until(lambda: (lambda x: x if x.last_error else None)(stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).pack_sync), 30, "the sync to give up")
+        s = wait_until(lambda: (lambda x: x if x.last_error else None)(client.agent_info().pack_sync), 30, "the sync to give up")
         assert "too slowly" in s.last_error, s.last_error
         assert time.monotonic() - t0 < 15
     finally:
@@ -463,7 +463,7 @@ def test_a_loose_data_folder_is_tightened_and_a_planted_link_is_never_followed(t
         assert victim.read_text() == "precious\n"
         assert a.data_dir.stat().st_mode & 0o777 == 0o755, oct(a.data_dir.stat().st_mode)
         assert "tightened" in a.log()
-        assert healthy(stub_for(a))
+        assert healthy(client_for(a))
     finally:
         a.stop()
     fresh = Agent(tmp_path / "b").start()
@@ -478,11 +478,11 @@ def test_a_loose_data_folder_is_tightened_and_a_planted_link_is_never_followed(t
 def test_one_byte_writes_stay_within_the_cap_on_disk(tmp_path: Path) -> None:
     pack = script_pack(tmp_path, "probe-drip", "bytes", '#!/bin/sh\ni=0\nwhile [ $i -lt 600 ]; do printf x; sleep 0.002; i=$((i+1)); done\n')
     with Agent(tmp_path / "a", packs=[pack], config='[exec]\noutput_max = "2KiB"\n') as a:
-        stub = stub_for(a)
-        eid = stub.Execute(pb.ExecuteRequest(pack="probe-drip", action="bytes"), timeout=10).execution_id
-        chunks, end = follow(stub, eid, timeout=60)
+        client = client_for(a)
+        eid = client.execute("probe-drip", "bytes").execution_id
+        chunks, end = follow(client, eid, timeout=60)
         assert end is not None and end.execution.output_truncated and end.execution.stdout_bytes == 600
-        notice = text(chunks, pb.STREAM_SYSTEM)
+        notice = text(chunks, Stream.SYSTEM)
         on_disk = (a.data_dir / "executions" / eid / "output.log").stat().st_size
         # magic, the capped records, then the notice's record
         assert on_disk <= 8 + 2048 + 16 + len(notice.encode()), on_disk
@@ -497,27 +497,27 @@ def test_seeking_far_into_millions_of_tiny_records_stalls_nothing(tmp_path: Path
     import threading
 
     with Agent(tmp_path / "a") as a:
-        stub = stub_for(a)
-        eid = execute(stub, "echo", msg="x")
-        wait_state(stub, eid)
+        client = client_for(a)
+        eid = execute(client, "echo", msg="x")
+        wait_state(client, eid)
         a.stop()
         # The output as a chatty action leaves it: two million one-byte records.
         n = 2_000_000
         record = struct.pack("<B3xIQ", 1, 1, 0) + b"z"
         (a.data_dir / "executions" / eid / "output.log").write_bytes(b"BOLTOUT1" + record * n)
         a.start()
-        stub = stub_for(a)
+        client = client_for(a)
         results: list[str] = []
 
         def far() -> None:
-            chunks = list(stub_for(a).StreamOutput(pb.StreamOutputRequest(execution_id=eid, offset=n - 3), timeout=60))
+            chunks = list(client_for(a).stream_output(eid, offset=n - 3, timeout=60))
             results.append(text(chunks))
 
         threads = [threading.Thread(target=far) for _ in range(16)]
         for t in threads:
             t.start()
         t0 = time.monotonic()
-        assert stub.Health(pb.HealthRequest(), timeout=5).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
+        assert healthy(client)
         health_took = time.monotonic() - t0
         for t in threads:
             t.join(60)

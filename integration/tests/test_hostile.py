@@ -38,9 +38,9 @@ import grpc
 import pytest
 from bolt.v1 import bolt_pb2 as pb
 from bolt.v1 import bolt_pb2_grpc
-from util import code_of, files_under, follow, healthy, stub_for, text, wait_state
-
+from bolt_client import BoltClient, State
 from bolt_testing import Agent, make_certs
+from util import client_for, code_of, files_under, follow, healthy, stub_for, text, wait_state
 
 C = grpc.StatusCode
 OK = C.OK
@@ -66,8 +66,11 @@ UNKNOWN_ID = "01a225ce-7fa6-7612-aa06-d13e1477b87e"
 @dataclass
 class Ctx:
     agent: Agent
+    #: Raw: the hostile requests.
     stub: bolt_pb2_grpc.BoltStub
     channel: grpc.Channel
+    #: What a user has: to check what the hostile requests left behind.
+    client: BoltClient
     base: Path
     finished_id: str
     before_files: set[str]
@@ -97,14 +100,15 @@ def ctx(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     from conftest import channel_for
 
     ch = channel_for(agent)
-    stub = bolt_pb2_grpc.BoltStub(ch)
-    eid = stub.Execute(pb.ExecuteRequest(pack="bolt-test", action="noop"), timeout=10).execution_id
-    _, end = follow(stub, eid)
-    assert end is not None and end.execution.state == pb.STATE_SUCCEEDED
+    client = client_for(agent)
+    eid = client.execute("bolt-test", "noop").execution_id
+    _, end = follow(client, eid)
+    assert end is not None and end.execution.state is State.SUCCEEDED
     c = Ctx(
         agent=agent,
-        stub=stub,
+        stub=bolt_pb2_grpc.BoltStub(ch),
         channel=ch,
+        client=client,
         base=base,
         finished_id=eid,
         before_files={p for p in files_under(base) if not p.startswith(str(agent.root))},
@@ -113,6 +117,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     )
     yield c
     ch.close()
+    client.close()
     agent.stop()
 
 
@@ -277,8 +282,8 @@ def verbatim(value: str) -> Case:
     """A hostile value that is valid for echo's free `msg` string: it must
     reach the action byte for byte, as one argv element, and harm nothing."""
     def check(c: Ctx, resp: Any) -> None:
-        chunks, end = follow(c.stub, resp.execution_id)
-        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED, end
+        chunks, end = follow(c.client, resp.execution_id)
+        assert end is not None and end.execution.state is State.SUCCEEDED, end
         out = text(chunks)
         assert f"argv:--msg={value}\n" in out, out
         assert "argv:--count=1\n" in out and "argv:--loud=false\n" in out, out
@@ -292,9 +297,9 @@ def canonical_int(value: str, passed: str) -> Case:
     """An integer in a form a shell would misread (0010 is octal 8 to bash):
     accepted by its range check, it reaches the action in canonical decimal."""
     def check(c: Ctx, resp: Any) -> None:
-        chunks, end = follow(c.stub, resp.execution_id)
+        chunks, end = follow(c.client, resp.execution_id)
         out = text(chunks)
-        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED, end
+        assert end is not None and end.execution.state is State.SUCCEEDED, end
         assert f"argv:--count={passed}\n" in out and f"env:BOLT_ARG_COUNT={passed}\n" in out, out
         assert end.execution.args["count"] == passed
     return Case(f"int-canonical-{value!r}", execute(args={"msg": "x", "count": value}), (OK,), check=check)
@@ -719,7 +724,7 @@ def test_slow_loris_is_dropped_after_the_handshake_timeout_while_others_are_serv
     opened = time.monotonic()
     try:
         # Meanwhile a well-behaved client, on a new connection, is served.
-        fresh = stub_for(a)
+        fresh = client_for(a)
         t0 = time.monotonic()
         assert healthy(fresh)
         assert time.monotonic() - t0 < HANDSHAKE_TIMEOUT, "a good client must not wait behind slow ones"
@@ -732,7 +737,7 @@ def test_slow_loris_is_dropped_after_the_handshake_timeout_while_others_are_serv
     finally:
         for s in socks:
             s.close()
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
     assert "TLS handshake timed out" in ctx.agent.log() or kind == "one-byte"
 
 
@@ -743,19 +748,19 @@ def test_slow_loris_is_dropped_after_the_handshake_timeout_while_others_are_serv
 def test_idle_tcp_connections_starve_neither_calls_nor_packs(make_agent) -> None:  # type: ignore[no-untyped-def]
     a = make_agent(config='[packs]\nrescan_interval = "200ms"\n[limits]\nhandshake_timeout = "30s"\n')
     resource.prlimit(a.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
-    stub = stub_for(a)
-    assert stub.ListActions(pb.ListActionsRequest(), timeout=5).actions
+    client = client_for(a)
+    assert client.list_actions()
     idle = []
     try:
         for _ in range(300):
             s = socket.create_connection(("127.0.0.1", a.port))
             idle.append(s)
         time.sleep(1.5)  # several rescans while the connections are open
-        fresh = stub_for(a)
-        assert fresh.Health(pb.HealthRequest(), timeout=10).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
-        assert {x.name for x in fresh.ListActions(pb.ListActionsRequest(), timeout=10).actions} >= {"echo", "noop"}
-        eid = fresh.Execute(pb.ExecuteRequest(pack="bolt-test", action="noop"), timeout=10).execution_id
-        assert wait_state(fresh, eid).state == pb.STATE_SUCCEEDED
+        fresh = client_for(a)
+        assert healthy(fresh)
+        assert {x.name for x in fresh.list_actions()} >= {"echo", "noop"}
+        eid = fresh.execute("bolt-test", "noop").execution_id
+        assert wait_state(fresh, eid).state is State.SUCCEEDED
     finally:
         for s in idle:
             s.close()
@@ -818,7 +823,7 @@ def test_an_anonymous_connection_that_sends_nothing_after_tls_is_dropped(ctx: Ct
     finally:
         for s in socks.values():
             s.close()
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def _raw_conversation(payload: bytes) -> Callable[[Agent], tuple[bool, bytes]]:
@@ -862,14 +867,14 @@ def test_non_tls_bytes_on_the_tls_port_are_dropped(ctx: Ctx, label: str) -> None
     # Nothing but (at most) a TLS alert comes back: no HTTP answer, no gRPC.
     assert not data or data[:1] == b"\x15", data[:64]
     assert b"HTTP" not in data and b"grpc" not in data
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def test_plain_grpc_without_tls_is_refused(ctx: Ctx) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{ctx.agent.port}") as ch:
         code, _ = code_of(lambda: bolt_pb2_grpc.BoltStub(ch).Health(pb.HealthRequest(), timeout=5))
     assert code == C.UNAVAILABLE
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def _tls_handshake(a: Agent, tls: ssl.SSLContext) -> Exception | None:
@@ -889,7 +894,7 @@ def test_tls12_only_client_is_refused(ctx: Ctx) -> None:
     tls = _client_tls(ctx.agent, maximum_version=ssl.TLSVersion.TLSv1_2)
     err = _tls_handshake(ctx.agent, tls)
     assert isinstance(err, ssl.SSLError), err
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def test_tls_with_a_certificate_from_another_ca_is_refused(ctx: Ctx, tmp_path: Path) -> None:
@@ -900,7 +905,7 @@ def test_tls_with_a_certificate_from_another_ca_is_refused(ctx: Ctx, tmp_path: P
     tls.set_alpn_protocols(["h2"])
     err = _tls_handshake(ctx.agent, tls)
     assert err is not None, "a client certificate from another CA must fail the handshake"
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def test_no_client_certificate_is_unauthenticated_on_every_rpc(ctx: Ctx) -> None:
@@ -917,7 +922,7 @@ def test_no_client_certificate_is_unauthenticated_on_every_rpc(ctx: Ctx) -> None
         ]:
             code, msg = code_of(call)
             assert code == C.UNAUTHENTICATED, (code, msg)
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def test_no_client_certificate_is_unauthenticated_on_health_and_reflection(ctx: Ctx) -> None:
@@ -931,7 +936,7 @@ def test_no_client_certificate_is_unauthenticated_on_health_and_reflection(ctx: 
                                    request_serializer=None, response_deserializer=None)
         code, _ = code_of(lambda: list(reflect(iter([ld(4, b"../../etc/passwd")]), timeout=5)))
         assert code == C.UNAUTHENTICATED
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 def test_http11_over_tls_is_not_served(ctx: Ctx) -> None:
@@ -958,7 +963,7 @@ def test_http11_over_tls_is_not_served(ctx: Ctx) -> None:
             assert time.monotonic() < deadline, "the connection was neither answered nor closed"
     assert b"grpc-status: 0" not in data.lower()
     assert not data or not data.startswith(b"HTTP/1.1 200"), data[:200]
-    assert healthy(ctx.stub)
+    assert healthy(ctx.client)
 
 
 
@@ -1018,18 +1023,18 @@ def test_a_huge_kill_grace_does_not_let_an_action_outlive_its_timeout(ctx: Ctx) 
 def test_afterwards_the_agent_is_healthy_serves_and_created_nothing_outside_its_folders(ctx: Ctx) -> None:
     a = ctx.agent
     assert a.alive(), a.log()
-    assert healthy(ctx.stub)
-    assert healthy(stub_for(a)), "a new connection is served"
+    assert healthy(ctx.client)
+    assert healthy(client_for(a)), "a new connection is served"
     # It still runs an action, with a hostile but valid value, verbatim.
     value = f"$(touch /tmp/{CANARY}-final); `id` | cat > /tmp/{CANARY}-final2"
-    r = ctx.stub.Execute(pb.ExecuteRequest(pack="bolt-test", action="echo", args={"msg": value}), timeout=10)
-    chunks, end = follow(ctx.stub, r.execution_id)
-    assert end is not None and end.execution.state == pb.STATE_SUCCEEDED
+    r = ctx.client.execute("bolt-test", "echo", {"msg": value})
+    chunks, end = follow(ctx.client, r.execution_id)
+    assert end is not None and end.execution.state is State.SUCCEEDED
     assert f"argv:--msg={value}\n" in text(chunks)
     # Every execution the table started has ended.
     for eid in [e for e in ctx.executed if e][:200]:
-        _, end = follow(ctx.stub, eid, timeout=20)
-        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED, end
+        _, end = follow(ctx.client, eid, timeout=20)
+        assert end is not None and end.execution.state is State.SUCCEEDED, end
     # No file appeared outside the agent's folders, none in /tmp, the packs are untouched.
     assert _tmp_canaries() == ctx.before_tmp, _tmp_canaries()
     after = {p for p in files_under(ctx.base) if not p.startswith(str(a.root))}

@@ -20,7 +20,7 @@ from typing import Callable
 
 from bolt_testing import TEST_PACKS, Agent
 from bolt_testing.load import Mix, rss, run_load, settle_rss, verify_history
-from util import healthy, stub_for
+from util import client_for, healthy
 
 MiB = 1024 * 1024
 
@@ -63,7 +63,7 @@ def other_pack(root: Path) -> Path:
 def test_load_beyond_the_caps_from_several_processes(tmp_path: Path, make_agent: Callable[..., Agent]) -> None:
     t_start = time.monotonic()
     a = make_agent(config=CAPS, packs=[TEST_PACKS / "bolt-test", other_pack(tmp_path)])
-    s = stub_for(a)
+    s = client_for(a)
     assert healthy(s)
     time.sleep(0.3)
     pid = a.proc.pid  # type: ignore[union-attr]

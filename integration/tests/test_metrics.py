@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
-from bolt.v1 import bolt_pb2 as pb
 
+from bolt_client import ServingStatus, State
 from bolt_testing import Agent
-from util import execute, stub_for, wait_state, wait_until
+from util import client_for, execute, wait_state, wait_until
 
 PROMETHEUS = os.environ.get("PROMETHEUS") or shutil.which("prometheus") or "/usr/bin/prometheus"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -102,13 +102,13 @@ def test_prometheus_scrapes_exactly_the_executions_that_ran(
 ) -> None:
     a = make_agent(config='[exec]\nkill_grace = "1s"\n')
     prom = prometheus_for(a)
-    s = stub_for(a)
+    s = client_for(a)
     ids = [execute(s, "noop") for _ in range(3)]
     ids += [execute(s, "fail", code=3) for _ in range(2)]
     killed = execute(s, "sleep", ticks=60)
     timed_out = execute(s, "sleep", ticks=60, timeout=1.0)
-    wait_state(s, killed, {pb.STATE_RUNNING})
-    s.Kill(pb.KillRequest(execution_id=killed), timeout=10)
+    wait_state(s, killed, {State.RUNNING})
+    s.kill(killed)
     for eid in ids + [killed, timed_out]:
         wait_state(s, eid)
     expected = {"succeeded": 3.0, "failed": 2.0, "killed": 1.0, "timed_out": 1.0}
@@ -129,6 +129,14 @@ def test_prometheus_scrapes_exactly_the_executions_that_ran(
     # The agent itself.
     assert by_label(prom.query("bolt_agent_resident_memory_bytes > 1e6"), "") != {}
     assert by_label(prom.query("bolt_agent_cpu_seconds_total > 0"), "") != {}
+    # The same under the standard process-exporter names, and the build.
+    assert by_label(prom.query("process_resident_memory_bytes > 1e6"), "") != {}
+    assert by_label(prom.query("process_cpu_seconds_total > 0"), "") != {}
+    assert by_label(prom.query("process_open_fds > 3"), "") != {}
+    assert list(by_label(prom.query("bolt_agent_build_info"), "version").values()) == [1.0]
+    # Wall time: every ended execution, the one timed out at 1 s included.
+    assert by_label(prom.query('sum(bolt_execution_duration_seconds_count{pack="bolt-test"})'), "") == {"": 7.0}
+    assert by_label(prom.query('sum(bolt_execution_duration_seconds_sum{pack="bolt-test"}) >= 1'), "") != {}
     assert by_label(prom.query("bolt_caps_enforced"), "").get("", -1) in (0.0, 1.0)
     assert by_label(prom.query("bolt_data_disk_free_bytes > 0"), "") != {}
     assert by_label(prom.query("bolt_agent_certificate_expiry_timestamp_seconds > time()"), "") != {}
@@ -136,7 +144,7 @@ def test_prometheus_scrapes_exactly_the_executions_that_ran(
 
 def test_metric_labels_stay_bounded(make_agent: Callable[..., Agent]) -> None:
     a = make_agent()
-    s = stub_for(a)
+    s = client_for(a)
     for i in range(5):
         wait_state(s, execute(s, "echo", msg=f"x{i}", key=f"key-{i}"))
     text = http_get(a.metrics_url)
@@ -164,8 +172,8 @@ def test_the_endpoint_can_be_turned_off_and_a_taken_port_is_a_health_problem(
     port = taken.getsockname()[1]
     try:
         b = make_agent(env={"BOLT_METRICS_LISTEN": f"127.0.0.1:{port}"})
-        health = stub_for(b).Health(pb.HealthRequest(), timeout=10)
-        assert health.status == pb.SERVING_STATUS_DEGRADED
+        health = client_for(b).health()
+        assert health.status is ServingStatus.DEGRADED
         assert any("telemetry.metrics_listen" in p for p in health.problems), health.problems
     finally:
         taken.close()

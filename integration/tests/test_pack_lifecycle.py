@@ -55,11 +55,11 @@ import grpc
 import pytest
 from botocore.exceptions import ClientError
 from bolt.v1 import bolt_pb2 as pb
-from bolt.v1 import bolt_pb2_grpc
-from util import code_of, follow, stub_for, text, wait_until
 
+from bolt_client import BoltClient, BoltError, DevBuild, Execution, NotFoundError, PackSync, ServingStatus, State
 from bolt_testing import Agent, agent_bin, make_certs
 from bolt_testing.s3 import MotoServer, key_id, load_private_key, open_envelope, sign_envelope
+from util import client_for, code_of, follow, stub_for, text, wait_until
 
 BUCKET = "bolt-packs"
 PREFIX = "bolt"
@@ -79,7 +79,7 @@ class World:
     rogue_id: str
     certs: Path  # ca, bolt-client, dev-alice (may run dev builds), dev-bob (may not)
     agents: dict[str, Agent]
-    stubs: dict[str, bolt_pb2_grpc.BoltStub]
+    clients: dict[str, BoltClient]
 
 
 def agent_config(stage: str, s3: MotoServer, trusted: Path, prefix: str = PREFIX, sync_extra: str = "") -> str:
@@ -137,13 +137,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for name in ("dev-alice", "dev-bob"):
             subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(certs), "--name", name], check=True, capture_output=True)
         agents: dict[str, Agent] = {}
+        clients: dict[str, BoltClient] = {}
         try:
             for stage in STAGES:
                 config = agent_config(stage, s3, keys / "release.pub")
                 agents[stage] = Agent(root / f"agent-{stage}", packs=[], config=config, certs=certs, env=s3.env).start()
-            stubs = {stage: stub_for(a) for stage, a in agents.items()}
-            yield World(root, s3, keys, pub_key_id(keys / "release.pub"), pub_key_id(keys / "rogue.pub"), certs, agents, stubs)
+                clients[stage] = client_for(agents[stage])
+            yield World(root, s3, keys, pub_key_id(keys / "release.pub"), pub_key_id(keys / "rogue.pub"), certs, agents, clients)
         finally:
+            for c in clients.values():
+                c.close()
             for a in agents.values():
                 a.stop()
 
@@ -274,68 +277,63 @@ def tamper(w: World, pack: str, version: str) -> str:
 # --- agents ---------------------------------------------------------------------------
 
 
-def versions(stub: bolt_pb2_grpc.BoltStub, pack: str) -> set[str]:
+def versions(client: BoltClient, pack: str) -> set[str]:
     try:
-        return {a.pack_version for a in stub.ListActions(pb.ListActionsRequest(pack=pack), timeout=5).actions}
-    except grpc.RpcError as e:
-        if e.code() == grpc.StatusCode.NOT_FOUND:
-            return set()
-        raise
+        return {a.pack_version for a in client.list_actions(pack)}
+    except NotFoundError:
+        return set()
 
 
-def wait_version(stub: bolt_pb2_grpc.BoltStub, pack: str, version: str, timeout: float = SYNC) -> None:
-    wait_until(lambda: versions(stub, pack) == {version}, timeout, f"{pack} {version} to be installed")
+def wait_version(client: BoltClient, pack: str, version: str, timeout: float = SYNC) -> None:
+    wait_until(lambda: versions(client, pack) == {version}, timeout, f"{pack} {version} to be installed")
 
 
-def sync_state(stub: bolt_pb2_grpc.BoltStub) -> pb.PackSync:
-    return stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).pack_sync
+def sync_state(client: BoltClient) -> PackSync:
+    return client.agent_info().pack_sync
 
 
-def wait_attempt(stub: bolt_pb2_grpc.BoltStub, since: float) -> pb.PackSync:
+def wait_attempt(client: BoltClient, since: float) -> PackSync:
     """Until the agent has started a sync attempt after `since` (wall clock)."""
-    def check() -> pb.PackSync | None:
-        s = sync_state(stub)
-        return s if s.last_attempt.ToMilliseconds() > since * 1000 else None
+    def check() -> PackSync | None:
+        s = sync_state(client)
+        return s if s.last_attempt is not None and s.last_attempt.timestamp() > since else None
 
     return wait_until(check, SYNC, "a sync attempt")
 
 
-def wait_error(stub: bolt_pb2_grpc.BoltStub, needle: str) -> pb.PackSync:
+def wait_error(client: BoltClient, needle: str) -> PackSync:
     """Until the last sync failed naming `needle`; checks Health says so too."""
-    def check() -> pb.PackSync | None:
-        s = sync_state(stub)
+    def check() -> PackSync | None:
+        s = sync_state(client)
         return s if needle in s.last_error else None
 
     s = wait_until(check, SYNC, f"a sync error naming {needle}")
     assert s.failures > 0
-    health = stub.Health(pb.HealthRequest(), timeout=5)
-    assert any(needle in p for p in health.problems), list(health.problems)
-    assert health.status == pb.SERVING_STATUS_DEGRADED
+    health = client.health()
+    assert any(needle in p for p in health.problems), health.problems
+    assert health.status is ServingStatus.DEGRADED
     return s
 
 
-def wait_clean(stub: bolt_pb2_grpc.BoltStub) -> None:
-    wait_until(lambda: sync_state(stub).last_error == "", SYNC, "a successful sync")
+def wait_clean(client: BoltClient) -> None:
+    wait_until(lambda: sync_state(client).last_error == "", SYNC, "a successful sync")
 
 
-def run(stub: bolt_pb2_grpc.BoltStub, pack: str, action: str, dev_build: pb.DevBuild | None = None) -> tuple[pb.Execution, str]:
-    req = pb.ExecuteRequest(pack=pack, action=action)
-    if dev_build is not None:
-        req.dev_build.CopyFrom(dev_build)
-    eid = stub.Execute(req, timeout=30).execution_id
-    chunks, end = follow(stub, eid, timeout=60)
+def run(client: BoltClient, pack: str, action: str, dev_build: DevBuild | None = None) -> tuple[Execution, str]:
+    eid = client.execute(pack, action, dev_build=dev_build).execution_id
+    chunks, end = follow(client, eid, timeout=60)
     assert end is not None
     return end.execution, text(chunks)
 
 
-def output(stub: bolt_pb2_grpc.BoltStub, eid: str) -> str:
+def output(client: BoltClient, eid: str) -> str:
     """stdout and stderr of a finished execution, for failure messages."""
-    return text(stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid), timeout=10), None)
+    return text(client.stream_output(eid), None)
 
 
-def shows(stub: bolt_pb2_grpc.BoltStub, pack: str, version: str) -> None:
-    e, out = run(stub, pack, "show")
-    assert (e.state, out, e.pack_version) == (pb.STATE_SUCCEEDED, f"version {version}\n", version), e.error
+def shows(client: BoltClient, pack: str, version: str) -> None:
+    e, out = run(client, pack, "show")
+    assert (e.state, out, e.pack_version) == (State.SUCCEEDED, f"version {version}\n", version), e.error
 
 
 # --- keys, lint, build (no S3) ----------------------------------------------------------------
@@ -452,34 +450,34 @@ def test_publish_to_test_reaches_the_test_agent_then_prod_on_promotion(world: Wo
     assert index["kind"] == "stage" and index["stage"] == "test"
     assert index["packs"]["lc-basic"]["version"] == "1.0.0" and index["packs"]["lc-basic"]["sha256"] == sha
 
-    test = w.stubs["test"]
+    test = w.clients["test"]
     wait_version(test, "lc-basic", "1.0.0")
     shows(test, "lc-basic", "1.0.0")
-    info = test.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5)
+    info = test.agent_info()
     mine = next(p for p in info.packs if p.name == "lc-basic")
     assert (mine.version, mine.sha256, mine.origin) == ("1.0.0", sha, "s3")
     s = info.pack_sync
     assert s.enabled and s.stage == "test" and s.last_error == "" and s.generation >= index["generation"]
-    assert s.requests > 0 and s.last_success.ToMilliseconds() > 0
+    assert s.requests > 0 and s.last_success is not None
     installed = w.agents["test"].data_dir / "installed"
     assert (installed / "packs" / "lc-basic" / "1.0.0" / "pack.toml").exists()
     assert (installed / "state.json").exists()
 
     now = time.time()
     for stage in ("dev", "prod"):
-        wait_attempt(w.stubs[stage], now)
-        assert versions(w.stubs[stage], "lc-basic") == set(), f"the {stage} agent must not install a test release"
+        wait_attempt(w.clients[stage], now)
+        assert versions(w.clients[stage], "lc-basic") == set(), f"the {stage} agent must not install a test release"
 
     ok(promote(w, "lc-basic", "1.0.0", "prod"))
-    wait_version(w.stubs["prod"], "lc-basic", "1.0.0")
-    shows(w.stubs["prod"], "lc-basic", "1.0.0")
+    wait_version(w.clients["prod"], "lc-basic", "1.0.0")
+    shows(w.clients["prod"], "lc-basic", "1.0.0")
     assert stage_index(w, "prod")[0]["packs"]["lc-basic"]["sha256"] == sha
 
 
 def test_promotion_goes_dev_test_prod_only(world: World) -> None:
     w = world
     ok(publish(w, make_pack(w.root, "lc-promote", "1.0.0"), "dev"))
-    wait_version(w.stubs["dev"], "lc-promote", "1.0.0")
+    wait_version(w.clients["dev"], "lc-promote", "1.0.0")
     prod_before = etag_or_none(w, f"{PREFIX}/stages/prod.json")
 
     refused(promote(w, "lc-promote", "1.0.0", "prod"), "1.0.0", "test")  # never was in test
@@ -490,14 +488,14 @@ def test_promotion_goes_dev_test_prod_only(world: World) -> None:
     assert etag_or_none(w, f"{PREFIX}/releases/lc-promote/1.0.1.json") is None
 
     ok(promote(w, "lc-promote", "1.0.0", "test"))
-    wait_version(w.stubs["test"], "lc-promote", "1.0.0")
+    wait_version(w.clients["test"], "lc-promote", "1.0.0")
     # 1.0.0 is no longer in test, but was: it may still go to prod.
     ok(publish(w, make_pack(w.root, "lc-promote", "2.0.0"), "dev"))
     ok(promote(w, "lc-promote", "2.0.0", "test"))
-    wait_version(w.stubs["test"], "lc-promote", "2.0.0")
+    wait_version(w.clients["test"], "lc-promote", "2.0.0")
     ok(promote(w, "lc-promote", "1.0.0", "prod"))
     assert stage_index(w, "prod")[0]["packs"]["lc-promote"]["version"] == "1.0.0"
-    wait_version(w.stubs["prod"], "lc-promote", "1.0.0")
+    wait_version(w.clients["prod"], "lc-promote", "1.0.0")
 
 
 def test_a_version_is_published_once(world: World) -> None:
@@ -532,7 +530,7 @@ def test_publish_refuses_a_pack_that_fails_lint(world: World) -> None:
 
 
 def test_tampered_archive_is_refused_and_the_last_good_version_serves(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-tamper", "1.0.0"), "test"))
     wait_version(test, "lc-tamper", "1.0.0")
 
@@ -557,7 +555,7 @@ def test_tampered_archive_is_refused_and_the_last_good_version_serves(world: Wor
 
 
 def test_index_signed_by_an_untrusted_key_is_refused(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-rogue", "1.0.0"), "test"))
     wait_version(test, "lc-rogue", "1.0.0")
     good, _ = stage_index(w, "test")
@@ -590,7 +588,7 @@ def test_index_signed_by_an_untrusted_key_is_refused(world: World) -> None:
 
 
 def test_trusted_index_pointing_at_a_missing_archive_is_refused_until_a_good_publish(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-ghost", "1.0.0"), "test"))
     wait_version(test, "lc-ghost", "1.0.0")
 
@@ -609,7 +607,7 @@ def test_trusted_index_pointing_at_a_missing_archive_is_refused_until_a_good_pub
 
 
 def test_replayed_older_index_is_refused(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     key = f"{PREFIX}/stages/test.json"
     ok(publish(w, make_pack(w.root, "lc-replay", "1.0.0"), "test"))
     wait_version(test, "lc-replay", "1.0.0")
@@ -629,25 +627,25 @@ def test_replayed_older_index_is_refused(world: World) -> None:
 
 
 def test_running_execution_finishes_on_its_version(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-slow", "1.0.0"), "test"))
     wait_version(test, "lc-slow", "1.0.0")
-    eid = test.Execute(pb.ExecuteRequest(pack="lc-slow", action="slow"), timeout=10).execution_id
+    eid = test.execute("lc-slow", "slow").execution_id
 
     ok(publish(w, make_pack(w.root, "lc-slow", "2.0.0"), "test"))
     wait_version(test, "lc-slow", "2.0.0", timeout=SLOW - 1)
-    live = test.GetExecution(pb.GetExecutionRequest(execution_id=eid), timeout=5)
-    assert live.state == pb.STATE_RUNNING, "2.0.0 must land while the 1.0.0 execution still runs"
+    live = test.get_execution(eid)
+    assert live.state is State.RUNNING, "2.0.0 must land while the 1.0.0 execution still runs"
     shows(test, "lc-slow", "2.0.0")
 
     chunks, end = follow(test, eid)
     assert end is not None
-    assert (end.execution.state, end.execution.pack_version) == (pb.STATE_SUCCEEDED, "1.0.0"), end.execution.error
+    assert (end.execution.state, end.execution.pack_version) == (State.SUCCEEDED, "1.0.0"), end.execution.error
     assert text(chunks) == "marker 1.0.0\n"
 
 
 def test_packs_for_other_apps_are_not_installed(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-cassandra", "1.0.0", targets=["cassandra"]), "test"))
     ok(publish(w, make_pack(w.root, "lc-kafka", "1.0.0", targets=["kafka", "zookeeper"]), "test"))
     assert release(w, "lc-cassandra", "1.0.0")["targets"] == ["cassandra"]
@@ -655,38 +653,37 @@ def test_packs_for_other_apps_are_not_installed(world: World) -> None:
 
     wait_version(test, "lc-kafka", "1.0.0")  # published after lc-cassandra: that index has been seen
     assert versions(test, "lc-cassandra") == set()
-    info = test.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5)
+    info = test.agent_info()
     assert "lc-cassandra" not in {p.name for p in info.packs}
     assert info.pack_sync.last_error == "", "a pack for another app is not an error"
 
 
 def test_dev_build_needs_the_dev_permission(world: World) -> None:
     w = world
-    test = w.stubs["test"]
-    alice = stub_for(w.agents["test"], w.certs / "dev-alice.crt", w.certs / "dev-alice.key")
-    bob = stub_for(w.agents["test"], w.certs / "dev-bob.crt", w.certs / "dev-bob.key")
+    test = w.clients["test"]
+    alice = client_for(w.agents["test"], w.certs / "dev-alice.crt", w.certs / "dev-alice.key")
+    bob = client_for(w.agents["test"], w.certs / "dev-bob.crt", w.certs / "dev-bob.key")
     ok(publish(w, make_pack(w.root, "lc-devb", "1.0.0"), "dev"))
     sha = release(w, "lc-devb", "1.0.0")["sha256"]
 
-    for build_ in (pb.DevBuild(version="1.0.0"), pb.DevBuild(sha256=sha), pb.DevBuild(version="1.0.0", sha256=sha)):
+    for build_ in (DevBuild(version="1.0.0"), DevBuild(sha256=sha), DevBuild(version="1.0.0", sha256=sha)):
         e, out = run(alice, "lc-devb", "show", build_)
-        assert (e.state, out, e.pack_version, e.caller) == (pb.STATE_SUCCEEDED, "version 1.0.0\n", "1.0.0", "dev-alice"), e.error
+        assert (e.state, out, e.pack_version, e.caller) == (State.SUCCEEDED, "version 1.0.0\n", "1.0.0", "dev-alice"), e.error
     assert versions(test, "lc-devb") == set(), "a dev build is not installed"
 
-    req = pb.ExecuteRequest(pack="lc-devb", action="show", dev_build=pb.DevBuild(version="1.0.0"))
     for who in (bob, test):
-        code, _ = code_of(lambda: who.Execute(req, timeout=10))
+        code, _ = code_of(lambda: who.execute("lc-devb", "show", dev_build=DevBuild(version="1.0.0")))
         assert code == grpc.StatusCode.PERMISSION_DENIED
 
     # A dev build is verified like an installed pack.
     ok(publish(w, make_pack(w.root, "lc-devb", "2.0.0"), "dev"))
     tamper(w, "lc-devb", "2.0.0")
     try:
-        e, out = run(alice, "lc-devb", "show", pb.DevBuild(version="2.0.0"))
-    except grpc.RpcError as refusal:  # refused before it started: as good
-        assert CONTENT_MISMATCH.search(refusal.details() or ""), refusal
+        e, out = run(alice, "lc-devb", "show", DevBuild(version="2.0.0"))
+    except BoltError as refusal:  # refused before it started: as good
+        assert CONTENT_MISMATCH.search(refusal.details), refusal
         return
-    assert e.state != pb.STATE_SUCCEEDED and "hacked" not in out and CONTENT_MISMATCH.search(e.error), (e, out)
+    assert e.state is not State.SUCCEEDED and "hacked" not in out and CONTENT_MISMATCH.search(e.error), (e, out)
 
 
 def test_audit_lists_every_publish_and_promotion_in_order(world: World) -> None:
@@ -751,7 +748,7 @@ SIX = '#!/usr/bin/env python3\nimport os, six\nprint(six.__version__)\nprint(os.
 
 
 def test_each_pack_runs_in_its_own_virtualenv(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     pins = {"lc-six-new": "six==1.16.0\n", "lc-six-old": "six==1.15.0\n", "lc-six-same": "six==1.16.0\n"}
     for name, requirements in pins.items():
         pack = make_pack(w.root, name, "1.0.0", files={"which_six.py": SIX, "requirements.txt": requirements}, actions={"six": "which_six.py"})
@@ -760,7 +757,7 @@ def test_each_pack_runs_in_its_own_virtualenv(world: World) -> None:
     for name, requirements in pins.items():
         wait_version(test, name, "1.0.0", timeout=120)  # pip runs first
         e, out = run(test, name, "six")
-        assert e.state == pb.STATE_SUCCEEDED, (e.error, output(test, e.execution_id))
+        assert e.state is State.SUCCEEDED, (e.error, output(test, e.execution_id))
         version, venv, first_path = out.splitlines()
         assert version == requirements.split("==")[1].strip()
         # sync.dir/venvs/HASH; HASH may be a prefix of the sha256 (shebang lines are short).
@@ -804,7 +801,7 @@ def upload_archive(w: World, pack: Path) -> tuple[str, int]:
 
 
 def test_publish_refuses_a_planted_index_and_never_ships_its_backdoor(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-victim", "1.0.0"), "test"))
     wait_version(test, "lc-victim", "1.0.0")
     key = f"{PREFIX}/stages/test.json"
@@ -866,7 +863,7 @@ def test_promote_trusts_no_forged_audit_record_or_release_statement(world: World
 
 
 def test_a_deleted_stage_index_is_rebuilt_from_the_audit_trail(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-keep", "1.0.0"), "test"))
     ok(publish(w, make_pack(w.root, "lc-next", "1.0.0"), "test"))
     wait_version(test, "lc-next", "1.0.0")
@@ -913,10 +910,10 @@ def side_agent(w: World, name: str, prefix: str, sync_extra: str = "") -> Agent:
 
 
 def test_a_version_is_never_swapped_under_its_name(world: World) -> None:
-    w, test = world, world.stubs["test"]
+    w, test = world, world.clients["test"]
     ok(publish(w, make_pack(w.root, "lc-same", "1.0.0"), "test"))
     wait_version(test, "lc-same", "1.0.0")
-    eid = test.Execute(pb.ExecuteRequest(pack="lc-same", action="slow"), timeout=10).execution_id
+    eid = test.execute("lc-same", "slow").execution_id
     installed = w.agents["test"].data_dir / "installed" / "packs" / "lc-same" / "1.0.0"
     marker = (installed / "marker.txt").read_text()
 
@@ -928,7 +925,7 @@ def test_a_version_is_never_swapped_under_its_name(world: World) -> None:
     assert "same version" in s.last_error and "publish a new version" in s.last_error, s.last_error
     assert (installed / "marker.txt").read_text() == marker and not (installed / "extra.txt").exists()
     chunks, end = follow(test, eid)
-    assert end is not None and end.execution.state == pb.STATE_SUCCEEDED and text(chunks) == marker
+    assert end is not None and end.execution.state is State.SUCCEEDED and text(chunks) == marker
 
     ok(publish(w, make_pack(w.root, "lc-same", "1.0.1"), "test"))
     wait_version(test, "lc-same", "1.0.1")
@@ -947,13 +944,14 @@ def test_many_broken_entries_make_a_bounded_error(world: World) -> None:
     w.s3.put(key, sign_envelope(index, (w.keys / "release.key").read_bytes()))
     a = side_agent(w, "agent-bulk", prefix)
     try:
-        stub = stub_for(a)
-        wait_version(stub, "lc-bulk", "1.0.0", timeout=60)
-        s = wait_until(lambda: sync_state(stub) if "more failures" in sync_state(stub).last_error else None, 60, "the failures")
+        client = client_for(a)
+        wait_version(client, "lc-bulk", "1.0.0", timeout=60)
+        s = wait_until(lambda: sync_state(client) if "more failures" in sync_state(client).last_error else None, 60, "the failures")
         assert len(s.last_error) < 2000, len(s.last_error)
-        health = stub.Health(pb.HealthRequest(), timeout=5)
+        health = client.health()
         assert sum(len(p) for p in health.problems) < 4000
-        assert len(stub.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5).SerializeToString()) < 64 * 1024
+        raw = stub_for(a).GetAgentInfo(pb.GetAgentInfoRequest(), timeout=5)  # its size on the wire
+        assert len(raw.SerializeToString()) < 64 * 1024
         assert a.log().count("pack sync failed") < 100
     finally:
         a.stop()
@@ -1037,29 +1035,30 @@ def test_builds_run_unprivileged_and_a_hung_one_delays_nothing_and_leaves_nothin
     ok(publish_at(w, prefix, make_pack(root, "lc-plain", "1.0.0"), "test"))
 
     a = Agent(root / "agent", packs=[], certs=w.certs, env=w.s3.env,
-              config=agent_config("test", w.s3, w.keys / "release.pub", prefix, 'pip_timeout = "6s"'))
+              config=agent_config("test", w.s3, w.keys / "release.pub", prefix, 'pip_timeout = "30s"'))
     let_others_through(a.root)
     a.start()
     try:
-        stub = stub_for(a)
-        started = time.monotonic()
-        wait_version(stub, "lc-plain", "1.0.0", timeout=30)
-        wait_version(stub, "lc-fine", "1.0.0", timeout=60)
-        assert time.monotonic() - started < 30, "the hung build held the others back"
+        client = client_for(a)
+        wait_version(client, "lc-plain", "1.0.0", timeout=30)
+        wait_version(client, "lc-fine", "1.0.0", timeout=90)
+        # Installed while the hung build still runs (it is ended at pip_timeout,
+        # 30 s, generous for `python3 -m venv` on a busy machine).
+        assert "lc-hang" not in sync_state(client).last_error, "the hung build held the others back"
         if os.geteuid() == 0:
             nobody = int(subprocess.run(["id", "-u", "nobody"], capture_output=True, text=True, check=True).stdout)
             assert (mark / "uid-finepkg").read_text() == str(nobody), "pip ran the build backend as root"
             venv = next(v for v in (a.data_dir / "installed" / "venvs").iterdir() if (v / ".bolt-ready").exists())
             assert venv.stat().st_uid == 0 and not venv.stat().st_mode & 0o022, "the builder's folder was taken back"
-        e, out = run(stub, "lc-fine", "show")
-        assert e.state == pb.STATE_SUCCEEDED
+        e, out = run(client, "lc-fine", "show")
+        assert e.state is State.SUCCEEDED
 
         # The hung build is ended at the timeout with every process it started.
         wait_until(lambda: (mark / "uid-hangpkg").exists(), 30, "the hung build to start")
-        s = wait_until(lambda: sync_state(stub) if "lc-hang" in sync_state(stub).last_error else None, 30, "the timeout")
+        s = wait_until(lambda: sync_state(client) if "lc-hang" in sync_state(client).last_error else None, 90, "the timeout")
         assert "longer than" in s.last_error, s.last_error
         wait_until(lambda: not sleepers(sleeper), 10, "the build's processes to be gone")
-        assert versions(stub, "lc-hang") == set()
+        assert versions(client, "lc-hang") == set()
     finally:
         a.stop()
     assert not sleepers(sleeper)
@@ -1138,15 +1137,15 @@ def test_a_new_agent_refuses_an_old_signed_index_until_it_is_refreshed(world: Wo
     resign(w, prefix, "test", expires_at=rfc3339(time.time() - 3600) if stale == "expired" else None)
     a = side_agent(w, f"agent-{stale}", prefix)
     try:
-        stub = stub_for(a)
-        s = wait_error(stub, "expire" if stale == "expired" else "no expiry")
+        client = client_for(a)
+        s = wait_error(client, "expire" if stale == "expired" else "no expiry")
         assert "pack refresh --stage test" in s.last_error and s.generation == 0
-        assert versions(stub, f"lc-old-{stale}") == set()
+        assert versions(client, f"lc-old-{stale}") == set()
 
         ok(cli_at(w, prefix, "pack", "refresh", "--stage", "test", "--key", str(w.keys / "release.key")))
-        wait_version(stub, f"lc-old-{stale}", "1.0.0")
-        wait_clean(stub)
-        assert sync_state(stub).index_expires_at.seconds > time.time() + 29 * 86400
+        wait_version(client, f"lc-old-{stale}", "1.0.0")
+        wait_clean(client)
+        assert sync_state(client).index_expires_at.timestamp() > time.time() + 29 * 86400
     finally:
         a.stop()
 
@@ -1158,16 +1157,16 @@ def test_an_index_that_expires_in_use_is_reported_and_its_packs_keep_serving(wor
     resign(w, prefix, "test", expires_at=rfc3339(soon))
     a = side_agent(w, "agent-ttl", prefix)
     try:
-        stub = stub_for(a)
-        wait_version(stub, "lc-ttl", "1.0.0")
-        assert sync_state(stub).index_expires_at.seconds == int(soon)
+        client = client_for(a)
+        wait_version(client, "lc-ttl", "1.0.0")
+        assert int(sync_state(client).index_expires_at.timestamp()) == int(soon)
         # Nothing changes in the bucket (the agent gets 304s), and still the expiry is noticed.
-        s = wait_error(stub, "expired at")
+        s = wait_error(client, "expired at")
         assert s.generation > 0
-        shows(stub, "lc-ttl", "1.0.0")
+        shows(client, "lc-ttl", "1.0.0")
 
         ok(cli_at(w, prefix, "pack", "refresh", "--stage", "test", "--key", str(w.keys / "release.key")))
-        wait_clean(stub)
-        shows(stub, "lc-ttl", "1.0.0")
+        wait_clean(client)
+        shows(client, "lc-ttl", "1.0.0")
     finally:
         a.stop()

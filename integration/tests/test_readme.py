@@ -28,11 +28,11 @@ from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
-from bolt.v1 import bolt_pb2 as pb
-from util import follow, stub_for, text, wait_state, wait_until
 
+from bolt_client import BoltClient, Execution, State, Stream
 from bolt_testing import EXAMPLE_PACKS, REPO, agent_bin, make_certs
 from bolt_testing.s3 import free_port
+from util import client_for, follow, text, wait_state, wait_until
 
 README = REPO / "README.md"
 README_ADDR = "127.0.0.1:7443"
@@ -156,24 +156,24 @@ def check_output(pack: str, action: str, args: dict[str, str], stdout: str, stde
         pytest.fail(f"{what}: this test does not know what {pack}/{action} prints: teach check_output()")
 
 
-def check_execution(stub: Any, eid: str, what: str) -> pb.Execution:
+def check_execution(client: BoltClient, eid: str, what: str) -> Execution:
     """Follows an execution to its end: SUCCEEDED with the promised output."""
-    chunks, end = follow(stub, eid, timeout=120)
+    chunks, end = follow(client, eid, timeout=120)
     assert end is not None, f"{what}: the stream of {eid} has no end message"
     e = end.execution
-    assert e.state == pb.STATE_SUCCEEDED, (
-        f"{what}: {e.pack}/{e.action} {eid} ended {pb.State.Name(e.state)}: {e.error!r}; output {text(chunks, None)!r}")
-    check_output(e.pack, e.action, dict(e.args), text(chunks), text(chunks, pb.STREAM_STDERR), what)
+    assert e.state is State.SUCCEEDED, (
+        f"{what}: {e.pack}/{e.action} {eid} ended {e.state}: {e.error!r}; output {text(chunks, None)!r}")
+    check_output(e.pack, e.action, dict(e.args), text(chunks), text(chunks, Stream.STDERR), what)
     return e
 
 
 # ---------------------------------------------------- make run's agent
 
 
-def client_stub(client: SimpleNamespace) -> Any:
-    """util.stub_for() on the client material alone (it reads ca,
+def client_of(material: SimpleNamespace) -> BoltClient:
+    """util.client_for() on the client material alone (it reads ca,
     client_cert, client_key and port, like bolt_testing.Agent has)."""
-    return stub_for(client)  # type: ignore[arg-type]
+    return client_for(material)  # type: ignore[arg-type]
 
 
 def _proc_stat(pid: int) -> list[str] | None:
@@ -241,7 +241,7 @@ class DevAgent:
             time.sleep(0.05)
         assert addr_file.read_text().strip() == self.addr, self.output()
 
-    # The client material, shaped like bolt_testing.Agent for util.stub_for().
+    # The client material, shaped like bolt_testing.Agent for util.client_for().
     @property
     def client(self) -> SimpleNamespace:
         certs = self.dev / "certs"
@@ -319,7 +319,8 @@ def dev_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevAgent]:
     a = DevAgent(tmp_path_factory.mktemp("run-dev"))
     try:
         a.wait_serving()
-        wait_until(lambda: client_stub(a.client).Health(pb.HealthRequest(), timeout=5), 10, "Health")
+        with client_of(a.client) as c:
+            wait_until(lambda: c.health().ok, 10, "Health")
         yield a
     finally:
         a.cleanup()
@@ -362,15 +363,15 @@ class GrpcurlSession:
 
     def __init__(self, agent: DevAgent, variables: list[str], what: str) -> None:
         self.agent, self.variables, self.what = agent, variables, what
-        self.stub = client_stub(agent.client)
+        self.client = client_of(agent.client)
         self.last_id = ""
         self.started: list[str] = []  # by Execute lines, each checked at the end
         self.killed: list[str] = []
 
     def running_progress(self) -> str:
         """A demo/progress long enough to be running when Kill comes."""
-        eid = self.stub.Execute(pb.ExecuteRequest(pack="demo", action="progress", args={"seconds": "120"}), timeout=10).execution_id
-        wait_state(self.stub, eid, {pb.STATE_RUNNING}, 10)
+        eid = self.client.execute("demo", "progress", {"seconds": 120}).execution_id
+        wait_state(self.client, eid, {State.RUNNING}, 10)
         return eid
 
     def run(self, line: str) -> None:
@@ -407,8 +408,8 @@ class GrpcurlSession:
             assert msgs[0]["state"] in ("STATE_RUNNING", "STATE_SUCCEEDED"), f"{what}: {out}"
         elif rpc == "bolt.v1.Bolt/Kill":
             assert msgs[0].get("alreadyEnded") is not True, f"{what}: the action was not running: {out}"
-            e = wait_state(self.stub, req["execution_id"], timeout=15)
-            assert e.state == pb.STATE_KILLED, f"{what}: {pb.State.Name(e.state)} {e.error!r}"
+            e = wait_state(self.client, req["execution_id"], timeout=15)
+            assert e.state is State.KILLED, f"{what}: {e.state} {e.error!r}"
             self.killed.append(req["execution_id"])
         elif rpc == "bolt.v1.Bolt/ListExecutions":
             execs = msgs[0].get("executions", [])
@@ -429,7 +430,7 @@ class GrpcurlSession:
     def check_started(self) -> None:
         assert self.started, f"{self.what}: no Execute"
         for eid in dict.fromkeys(self.started):
-            check_execution(self.stub, eid, f"{self.what}: Execute {eid}")
+            check_execution(self.client, eid, f"{self.what}: Execute {eid}")
 
 
 def substitute(line: str, agent: DevAgent) -> str:
@@ -491,7 +492,7 @@ def test_the_readme_bolt_cli(dev_agent: DevAgent) -> None:
     env = {**os.environ, "PATH": f"{bolt.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     for k in ("BOLT_CA", "BOLT_CERT", "BOLT_KEY"):
         env.pop(k, None)
-    stub = client_stub(dev_agent.client)
+    client = client_of(dev_agent.client)
     variables: list[str] = []
     ran: list[str] = []
     execs: list[str] = []
@@ -516,7 +517,7 @@ def test_the_readme_bolt_cli(dev_agent: DevAgent) -> None:
             eid = m.group(1)
             assert f"{eid} SUCCEEDED exit code 0" in r.stderr, f"{line}: {r.stderr}"
             check_output(pack, action, args, r.stdout, r.stderr, f"README Clients: {line}")
-            assert get_state(stub, eid) == pb.STATE_SUCCEEDED
+            assert client.get_execution(eid).state is State.SUCCEEDED
             execs.append(eid)
         elif argv[1] == "history":
             for eid in execs:
@@ -525,10 +526,6 @@ def test_the_readme_bolt_cli(dev_agent: DevAgent) -> None:
         else:
             pytest.fail(f"README Clients: `bolt {argv[1]}` is new to this test: teach test_the_readme_bolt_cli()")
     assert ran[:2] == ["exec", "history"], ran
-
-
-def get_state(stub: Any, eid: str) -> int:
-    return stub.GetExecution(pb.GetExecutionRequest(execution_id=eid), timeout=10).state
 
 
 def test_stopping_make_runs_agent_leaves_no_process(dev_agent: DevAgent) -> None:
@@ -585,16 +582,16 @@ class DirectAgent:
                 self.proc.kill()
                 self.proc.wait()
 
-    def run_progress(self) -> pb.Execution:
-        stub = client_stub(self.client)
-        eid = stub.Execute(pb.ExecuteRequest(pack="demo", action="progress", args={"seconds": "1"}), timeout=10).execution_id
-        chunks, end = follow(stub, eid, timeout=30)
+    def run_progress(self) -> Execution:
+        with client_of(self.client) as client:
+            eid = client.execute("demo", "progress", {"seconds": 1}).execution_id
+            chunks, end = follow(client, eid, timeout=30)
         assert end is not None
         e = end.execution
-        assert e.state == pb.STATE_SUCCEEDED, (
-            f"{self.cmd} (cwd {self.cwd}): {pb.State.Name(e.state)}: {e.error!r}; output {text(chunks, None)!r}\n{self.log()}")
+        assert e.state is State.SUCCEEDED, (
+            f"{self.cmd} (cwd {self.cwd}): {e.state}: {e.error!r}; output {text(chunks, None)!r}\n{self.log()}")
         assert text(chunks) == "task: 1/1 (100%)\n", text(chunks, None)
-        assert "task: done" in text(chunks, pb.STREAM_STDERR), text(chunks, None)
+        assert "task: done" in text(chunks, Stream.STDERR), text(chunks, None)
         assert (self.data / "executions" / eid).is_dir(), f"no {self.data}/executions/{eid}"
         return e
 

@@ -8,10 +8,10 @@ import threading
 from typing import Callable
 
 import grpc
-from bolt.v1 import bolt_pb2 as pb
 
+from bolt_client import State
 from bolt_testing import Agent
-from util import code_of, execute, stub_for, wait_state, wait_until
+from util import client_for, code_of, execute, healthy, wait_state, wait_until
 
 READ_ONLY = '[[authz.rules]]\nidentities = ["bolt-client"]\nallow = ["read"]\n'
 READ_EXECUTE = '[[authz.rules]]\nidentities = ["bolt-client"]\nallow = ["read", "execute"]\n'
@@ -19,14 +19,14 @@ READ_EXECUTE = '[[authz.rules]]\nidentities = ["bolt-client"]\nallow = ["read", 
 
 def test_sighup_reloads_rules_and_certificates_on_open_connections(make_agent: Callable[..., Agent]) -> None:
     a = make_agent(config='[log]\nlevel = "info"\n' + READ_EXECUTE)
-    s = stub_for(a)
+    s = client_for(a)
     # A follower whose stream must survive the reload.
     eid = execute(s, "sleep", ticks=6, interval="0.5")
     lines: list[bytes] = []
     ended = threading.Event()
 
     def follow() -> None:
-        for c in s.StreamOutput(pb.StreamOutputRequest(execution_id=eid, follow=True), timeout=30):
+        for c in s.stream_output(eid, follow=True, timeout=30):
             if c.end:
                 ended.set()
             else:
@@ -51,7 +51,7 @@ def test_sighup_reloads_rules_and_certificates_on_open_connections(make_agent: C
     t.join(20)
     assert ended.is_set(), "the follower's stream lived through the reload"
     assert b"".join(lines).decode().count("tick") == 6
-    assert wait_state(s, eid).state == pb.STATE_SUCCEEDED
+    assert wait_state(s, eid).state is State.SUCCEEDED
 
     # A config that does not load changes nothing.
     a.config_path.write_text("[limits\n")
@@ -66,11 +66,10 @@ def test_a_configured_revoked_serial_is_refused_after_sighup(make_agent: Callabl
     import subprocess
 
     from bolt_testing import agent_bin
-    from util import healthy
 
     a = make_agent()
     subprocess.run([str(agent_bin()), "certs", "issue", "--dir", str(a.certs), "--name", "mallory"], check=True, capture_output=True)
-    mallory = stub_for(a, a.certs / "mallory.crt", a.certs / "mallory.key")
+    mallory = client_for(a, a.certs / "mallory.crt", a.certs / "mallory.key")
     assert healthy(mallory)
     out = subprocess.run(
         ["openssl", "x509", "-in", str(a.certs / "mallory.crt"), "-noout", "-serial"], check=True, capture_output=True, text=True
@@ -82,9 +81,9 @@ def test_a_configured_revoked_serial_is_refused_after_sighup(make_agent: Callabl
     assert a.proc is not None
     a.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: "SIGHUP: reloaded" in a.log(), 10, "the reload")
-    code, _ = code_of(lambda: stub_for(a, a.certs / "mallory.crt", a.certs / "mallory.key").Health(pb.HealthRequest(), timeout=5))
+    code, _ = code_of(lambda: client_for(a, a.certs / "mallory.crt", a.certs / "mallory.key").health())
     assert code == grpc.StatusCode.UNAVAILABLE, "a new handshake with the revoked certificate fails"
-    assert healthy(stub_for(a)), "other identities are unaffected"
+    assert healthy(client_for(a)), "other identities are unaffected"
     wait_until(lambda: "revoked" in a.log().lower(), 5, "the refused handshake to be logged")
 
 

@@ -8,10 +8,9 @@ import signal
 import subprocess
 import time
 
-from bolt.v1 import bolt_pb2 as pb
-from util import execute, follow, get, pid_alive, pid_file, stub_for, text, wait_state, wait_until
-
+from bolt_client import State, UnavailableError
 from bolt_testing import agent_bin
+from util import client_for, execute, follow, get, pid_alive, pid_file, text, wait_state, wait_until
 
 
 def child_pid(agent, eid: str) -> int:
@@ -19,46 +18,46 @@ def child_pid(agent, eid: str) -> int:
 
 
 def test_kill9_of_the_agent_interrupts_nothing(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     eid = execute(s, "sleep", ticks=6, interval="0.5")
-    wait_until(lambda: "tick 1" in text(s.StreamOutput(pb.StreamOutputRequest(execution_id=eid))), 10, "tick 1")
+    wait_until(lambda: "tick 1" in text(s.stream_output(eid)), 10, "tick 1")
     pid = child_pid(agent, eid)
     agent.kill9()
     time.sleep(0.8)
     assert pid_alive(pid), "the action must survive the agent"
     agent.start()
-    s = stub_for(agent)
-    assert get(s, eid).state == pb.STATE_RUNNING
+    s = client_for(agent)
+    assert get(s, eid).state is State.RUNNING
     chunks, end = follow(s, eid)
     assert text(chunks) == "".join(f"tick {i}\n" for i in range(1, 7)) + "done\n"
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert end.execution.state is State.SUCCEEDED
     # The history has it after yet another restart.
     agent.restart()
-    e = get(stub_for(agent), eid)
-    assert e.state == pb.STATE_SUCCEEDED and e.stdout_bytes == len(text(chunks))
+    e = get(client_for(agent), eid)
+    assert e.state is State.SUCCEEDED and e.stdout_bytes == len(text(chunks))
 
 
 def test_an_action_that_ends_while_the_agent_is_down_is_recorded(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     eid = execute(s, "sleep", ticks=1, interval="0.5")
     wait_until((agent.data_dir / "executions" / eid / "supervisor.pid").exists, 10, "the supervisor")
     agent.kill9()
     time.sleep(1.0)
     agent.start()
-    e = wait_state(stub_for(agent), eid)
-    assert e.state == pb.STATE_SUCCEEDED and e.exit_code == 0
-    s = stub_for(agent)
+    e = wait_state(client_for(agent), eid)
+    assert e.state is State.SUCCEEDED and e.exit_code == 0
+    s = client_for(agent)
     eid = execute(s, "fail", code=3)
     wait_until((agent.data_dir / "executions" / eid / "child.pid").exists, 10, "the action")
     agent.kill9()
     time.sleep(0.5)
     agent.start()
-    e = wait_state(stub_for(agent), eid)
-    assert e.state == pb.STATE_FAILED and e.exit_code == 3
+    e = wait_state(client_for(agent), eid)
+    assert e.state is State.FAILED and e.exit_code == 3
 
 
 def test_a_dead_supervisor_means_lost(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     eid = execute(s, "sleep", ticks=100, interval="0.2")
     pid = child_pid(agent, eid)
     sup = int((agent.data_dir / "executions" / eid / "supervisor.pid").read_text().split()[0])
@@ -67,42 +66,39 @@ def test_a_dead_supervisor_means_lost(agent):
     os.killpg(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(sup), 5, "the supervisor to die")
     agent.start()
-    e = wait_state(stub_for(agent), eid)
-    assert e.state == pb.STATE_LOST and "supervisor" in e.error
-    _, end = follow(stub_for(agent), eid)
-    assert end.execution.state == pb.STATE_LOST
+    e = wait_state(client_for(agent), eid)
+    assert e.state is State.LOST and "supervisor" in e.error
+    _, end = follow(client_for(agent), eid)
+    assert end.execution.state is State.LOST
 
 
 def test_sigterm_stops_the_agent_gracefully_and_leaves_actions_running(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     eid = execute(s, "sleep", ticks=3, interval="0.5")
     pid = child_pid(agent, eid)
     assert agent.stop(signal.SIGTERM) == 0
     assert pid_alive(pid)
     assert "shutting down" in agent.log()
     agent.start()
-    _, end = follow(stub_for(agent), eid)
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    _, end = follow(client_for(agent), eid)
+    assert end.execution.state is State.SUCCEEDED
 
 
 def test_followers_get_unavailable_on_shutdown_and_resume(agent):
-    import grpc
-
-    s = stub_for(agent)
+    s = client_for(agent)
     eid = execute(s, "sleep", ticks=8, interval="0.3")
     got = b""
-    stream = s.StreamOutput(pb.StreamOutputRequest(execution_id=eid, follow=True), timeout=30)
     try:
-        for c in stream:
+        for c in s.stream_output(eid, follow=True, timeout=30):
             got += c.data
             if b"tick 2" in got:
                 agent.stop(signal.SIGTERM)
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.UNAVAILABLE
+    except UnavailableError:
+        pass
     agent.start()
-    rest, end = follow(stub_for(agent), eid, offset=len(got))
+    rest, end = follow(client_for(agent), eid, offset=len(got))
     assert (got + b"".join(c.data for c in rest)).decode() == "".join(f"tick {i}\n" for i in range(1, 9)) + "done\n"
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert end.execution.state is State.SUCCEEDED
 
 
 def _run_agent(agent, timeout=10):

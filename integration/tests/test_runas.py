@@ -14,10 +14,10 @@ from typing import Callable, Iterator
 
 import grpc
 import pytest
-from bolt.v1 import bolt_pb2 as pb
 
+from bolt_client import State
 from bolt_testing import Agent, agent_bin
-from util import code_of, follow, stub_for, text, wait_state
+from util import client_for, code_of, follow, text, wait_state
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="run-as needs the agent to run as root")
 
@@ -35,11 +35,11 @@ def make_pack(root: Path, actions: str, name: str = "who") -> Path:
 def action(name: str, extra: str = "") -> str:
     return f'[[actions]]\nname = "{name}"\nentrypoint = "who.sh"\n{extra}\n'
 
-def run(stub, pack: str, act: str) -> str:  # type: ignore[no-untyped-def]
-    eid = stub.Execute(pb.ExecuteRequest(pack=pack, action=act), timeout=10).execution_id
-    e = wait_state(stub, eid)
-    assert e.state == pb.STATE_SUCCEEDED, e
-    chunks, _ = follow(stub, eid)
+def run(client, pack: str, act: str) -> str:  # type: ignore[no-untyped-def]
+    eid = client.execute(pack, act).execution_id
+    e = wait_state(client, eid)
+    assert e.state is State.SUCCEEDED, e
+    chunks, _ = follow(client, eid)
     return text(chunks).strip()
 
 @pytest.fixture
@@ -80,7 +80,7 @@ def test_actions_run_as_their_user_with_no_supplementary_groups(
     )
     a = make_agent(packs=[pack])
 
-    s = stub_for(a)
+    s = client_for(a)
     assert run(s, "who", "as-nobody") == (
         f"uid={nobody.pw_uid} gid={nobody.pw_gid} groups={nobody.pw_gid} home={nobody.pw_dir} user=nobody"
     )
@@ -99,10 +99,10 @@ def test_an_unknown_user_is_a_lint_error_and_the_pack_is_skipped(
     assert 'actions[0].group: group "no-such-group-bolt" does not exist on this host' in lint.stdout
     a = make_agent(packs=[pack])
 
-    s = stub_for(a)
-    health = s.Health(pb.HealthRequest(), timeout=10)
+    s = client_for(a)
+    health = s.health()
     assert any("no-such-user-bolt" in e.error for e in health.pack_errors), health
-    code, _ = code_of(lambda: s.Execute(pb.ExecuteRequest(pack="who", action="ghost"), timeout=10))
+    code, _ = code_of(lambda: s.execute("who", "ghost"))
     assert code == grpc.StatusCode.NOT_FOUND
 
 def test_root_can_be_forbidden_to_all_packs_or_allowed_to_some(
@@ -112,8 +112,8 @@ def test_root_can_be_forbidden_to_all_packs_or_allowed_to_some(
     ops = make_pack(tmp_path, action("as-root"), name="ops")
     a = make_agent(packs=[who, ops], config='[exec]\nroot_packs = ["ops"]\n')
 
-    s = stub_for(a)
-    code, msg = code_of(lambda: s.Execute(pb.ExecuteRequest(pack="who", action="as-root"), timeout=10))
+    s = client_for(a)
+    code, msg = code_of(lambda: s.execute("who", "as-root"))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert "exec.root_packs" in msg and "who" in msg
     assert run(s, "who", "as-nobody").startswith(f"uid={pwd.getpwnam('nobody').pw_uid} ")

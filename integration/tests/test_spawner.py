@@ -12,10 +12,9 @@ import threading
 import time
 from pathlib import Path
 
-from bolt.v1 import bolt_pb2 as pb
-from util import execute, follow, pid_alive, pid_file, stub_for, text, wait_state, wait_until
-
+from bolt_client import State
 from bolt_testing import agent_bin
+from util import client_for, execute, follow, pid_alive, pid_file, text, wait_state, wait_until
 
 
 def ppid_of(pid: int) -> int:
@@ -38,12 +37,12 @@ def supervisor_of(agent, eid: str) -> int:
 
 
 def test_supervisors_are_forked_by_one_spawner_in_sessions_of_their_own(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     spawner = wait_until(agent.spawners, 10, "the spawner")
     assert len(spawner) == 1, spawner
     # One execution first: it waits for the spawner to answer, so the ones
     # below cannot race its start (and fall back to a direct supervisor).
-    assert wait_state(s, execute(s, "noop")).state == pb.STATE_SUCCEEDED
+    assert wait_state(s, execute(s, "noop")).state is State.SUCCEEDED
     ids = [execute(s, "sleep", ticks=4, interval="0.5") for _ in range(3)]
     for eid in ids:
         sup = supervisor_of(agent, eid)
@@ -53,12 +52,12 @@ def test_supervisors_are_forked_by_one_spawner_in_sessions_of_their_own(agent):
         # The spawner's socket is not among the supervisor's files.
         assert os.readlink(f"/proc/{spawner[0]}/fd/0") not in open_files(sup)
     for eid in ids:
-        assert wait_state(s, eid).state == pb.STATE_SUCCEEDED
+        assert wait_state(s, eid).state is State.SUCCEEDED
     assert agent.spawners() == spawner, "one spawner serves every execution"
 
 
 def test_a_dead_spawner_costs_no_execution(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     first = wait_until(agent.spawners, 10, "the spawner")[0]
     running = execute(s, "sleep", ticks=6, interval="0.5")
     wait_until(lambda: (agent.data_dir / "executions" / running / "child.pid").exists(), 10, "the action")
@@ -68,16 +67,16 @@ def test_a_dead_spawner_costs_no_execution(agent):
     ids = [execute(s, "echo", msg=f"after {i}") for i in range(5)]
     for i, eid in enumerate(ids):
         chunks, end = follow(s, eid)
-        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED
+        assert end is not None and end.execution.state is State.SUCCEEDED
         assert f"after {i}" in text(chunks)
     # The action started before the spawner died was not its to lose.
     chunks, end = follow(s, running)
-    assert end.execution.state == pb.STATE_SUCCEEDED and text(chunks).endswith("done\n")
+    assert end.execution.state is State.SUCCEEDED and text(chunks).endswith("done\n")
     assert wait_until(agent.spawners, 20, "a new spawner")[0] != first
 
 
 def test_the_spawner_ends_with_the_agent_and_the_actions_do_not(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     spawner = wait_until(agent.spawners, 10, "the spawner")[0]
     eid = execute(s, "sleep", ticks=4, interval="0.5")
     child = agent.data_dir / "executions" / eid / "child.pid"
@@ -87,18 +86,18 @@ def test_the_spawner_ends_with_the_agent_and_the_actions_do_not(agent):
     wait_until(lambda: not pid_alive(spawner), 10, "the spawner to end")
     assert pid_alive(action), "the action outlives the agent and its spawner"
     agent.start()
-    e = wait_state(stub_for(agent), eid)
-    assert e.state == pb.STATE_SUCCEEDED
+    e = wait_state(client_for(agent), eid)
+    assert e.state is State.SUCCEEDED
 
 
 def test_followers_share_one_inotify_instance(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     eids = [execute(s, "sleep", ticks=6, interval="0.3") for _ in range(4)]
     results: dict[int, str] = {}
 
     def one(i: int) -> None:
-        chunks, end = follow(stub_for(agent), eids[i % len(eids)])
-        results[i] = text(chunks) if end is not None and end.execution.state == pb.STATE_SUCCEEDED else "?"
+        chunks, end = follow(client_for(agent), eids[i % len(eids)])
+        results[i] = text(chunks) if end is not None and end.execution.state is State.SUCCEEDED else "?"
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(40)]
     for t in threads:
@@ -114,7 +113,7 @@ def test_followers_share_one_inotify_instance(agent):
 
 
 def test_a_second_supervisor_for_one_execution_steps_aside(agent):
-    s = stub_for(agent)
+    s = client_for(agent)
     eid = execute(s, "sleep", ticks=3, interval="0.5")
     folder = agent.data_dir / "executions" / eid
     first = supervisor_of(agent, eid)
@@ -127,5 +126,5 @@ def test_a_second_supervisor_for_one_execution_steps_aside(agent):
     after = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     assert set(after) == set(before) and after["supervisor.pid"] == before["supervisor.pid"]
     chunks, end = follow(s, eid)
-    assert end.execution.state == pb.STATE_SUCCEEDED
+    assert end.execution.state is State.SUCCEEDED
     assert text(chunks) == "tick 1\ntick 2\ntick 3\ndone\n", "the action ran once"

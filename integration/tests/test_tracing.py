@@ -10,9 +10,10 @@ from typing import Any, Callable, Iterator
 import pytest
 from bolt.v1 import bolt_pb2 as pb
 
+from bolt_client import State
 from bolt_testing import Agent
 from bolt_testing.otlp import OtlpReceiver
-from util import stub_for, wait_state, wait_until
+from util import client_for, stub_for, wait_state, wait_until
 
 
 @pytest.fixture
@@ -31,14 +32,16 @@ def test_an_execute_with_a_traceparent_is_continued_by_the_agent(
         # Quiet logs must not silence the traces.
         '[log]\nlevel = "warn"\n'
     )
+    # Raw: a traceparent written by hand (the client sends OpenTelemetry's, below).
     s = stub_for(a)
     trace_id = secrets.token_hex(16)
     parent_span = secrets.token_hex(8)
     md = [("traceparent", f"00-{trace_id}-{parent_span}-01")]
     eid = s.Execute(pb.ExecuteRequest(pack="bolt-test", action="noop"), timeout=10, metadata=md).execution_id
-    assert wait_state(s, eid).state == pb.STATE_SUCCEEDED
-    # Another call without a traceparent starts a trace of its own.
-    s.Health(pb.HealthRequest(), timeout=10)
+    with client_for(a) as c:
+        assert wait_state(c, eid).state is State.SUCCEEDED
+        # Another call without a traceparent starts a trace of its own.
+        c.health()
 
     def ours() -> list[Any]:
         with r.lock:

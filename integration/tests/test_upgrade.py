@@ -17,8 +17,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from bolt.v1 import bolt_pb2 as pb
-from util import execute, follow, get, stub_for, wait_state, wait_until
+
+from bolt_client import BoltError, OutputChunk, State
+from util import client_for, execute, follow, get, wait_state, wait_until
 
 NEXT_BIN = os.environ.get("BOLT_AGENT_NEXT_BIN", "")
 
@@ -39,19 +40,18 @@ class Follower(threading.Thread):
     """StreamOutput(follow=True) from an offset until the stream ends; keeps
     the chunks, checks they are contiguous, and records how the stream ended."""
 
-    def __init__(self, stub, eid: str, offset: int = 0) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client, eid: str, offset: int = 0) -> None:  # type: ignore[no-untyped-def]
         super().__init__(daemon=True)
-        self.stub, self.eid, self.start_offset = stub, eid, offset
+        self.client, self.eid, self.start_offset = client, eid, offset
         self.data = b""
         self.reached = offset  # the last chunk's offset + len(data)
-        self.end: pb.OutputChunk | None = None
+        self.end: OutputChunk | None = None
         self.error: grpc.StatusCode | None = None
         self.problem = ""
 
     def run(self) -> None:
-        req = pb.StreamOutputRequest(execution_id=self.eid, offset=self.start_offset, follow=True)
         try:
-            for c in self.stub.StreamOutput(req, timeout=90):
+            for c in self.client.stream_output(self.eid, offset=self.start_offset, follow=True, timeout=90):
                 if c.end:
                     self.end = c
                     continue
@@ -59,14 +59,14 @@ class Follower(threading.Thread):
                     self.problem = f"chunk at offset {c.offset}, expected {self.reached}"
                 self.data += c.data
                 self.reached = c.offset + len(c.data)
-        except grpc.RpcError as e:
-            self.error = e.code()
+        except BoltError as e:
+            self.error = grpc.StatusCode[e.code]
 
 
 def test_an_upgrade_to_another_build_interrupts_nothing(make_agent):
     agent = make_agent(config='[exec]\nkill_grace = "2s"\n')
-    s = stub_for(agent)
-    old_version = s.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=10).version
+    s = client_for(agent)
+    old_version = s.agent_info().version
     assert old_version and not old_version.endswith("+next"), old_version
 
     eids = [execute(s, "sleep", ticks=TICKS, interval=INTERVAL) for _ in range(ACTIONS)]
@@ -76,7 +76,7 @@ def test_an_upgrade_to_another_build_interrupts_nothing(make_agent):
     # Every action is printing and every follower has seen a few lines.
     wait_until(lambda: all(b"tick 3\n" in f.data for f in followers.values()), 20, "the followers' first lines")
     for eid in eids:
-        assert get(s, eid).state == pb.STATE_RUNNING
+        assert get(s, eid).state is State.RUNNING
 
     # The old agent stops gracefully; its followers' streams end UNAVAILABLE.
     assert agent.stop(signal.SIGTERM) == 0
@@ -91,11 +91,11 @@ def test_an_upgrade_to_another_build_interrupts_nothing(make_agent):
     # The newer build starts on the same data folder (and port).
     agent.binary = Path(NEXT_BIN)
     agent.start(f"127.0.0.1:{agent.port}")
-    s = stub_for(agent)
-    new_version = s.GetAgentInfo(pb.GetAgentInfoRequest(), timeout=10).version
+    s = client_for(agent)
+    new_version = s.agent_info().version
     assert new_version != old_version and new_version.endswith("+next"), (old_version, new_version)
     for eid in eids:
-        assert get(s, eid).state == pb.STATE_RUNNING, "the new agent re-attaches to every running action"
+        assert get(s, eid).state is State.RUNNING, "the new agent re-attaches to every running action"
 
     # The followers reconnect from the offset they reached and get the rest.
     resumed = {i: Follower(s, eids[i], offset=f.reached) for i, f in followers.items()}
@@ -104,13 +104,13 @@ def test_an_upgrade_to_another_build_interrupts_nothing(make_agent):
 
     for i, eid in enumerate(eids):
         e = wait_state(s, eid, timeout=60)
-        assert e.state == pb.STATE_SUCCEEDED and e.exit_code == 0, (i, pb.State.Name(e.state), e.error)
+        assert e.state is State.SUCCEEDED and e.exit_code == 0, (i, e.state, e.error)
         assert e.stdout_bytes == len(EXPECTED), (i, e.stdout_bytes)
     for i, f in resumed.items():
         f.join(30)
         assert not f.is_alive(), f"resumed follower of #{i} did not end"
         assert f.error is None and not f.problem, (i, f.error, f.problem)
-        assert f.end is not None and f.end.execution.state == pb.STATE_SUCCEEDED, i
+        assert f.end is not None and f.end.execution.state is State.SUCCEEDED, i
         assert f.end.offset == len(EXPECTED), (i, f.end.offset)
         whole = (followers[i].data + f.data).decode()
         assert whole == EXPECTED, f"#{i}: the stream before and after the upgrade, together:\n{whole}"
@@ -118,7 +118,7 @@ def test_an_upgrade_to_another_build_interrupts_nothing(make_agent):
     # Read again from offset 0: complete, in order, no gap, no duplicate.
     for i, eid in enumerate(eids):
         chunks, end = follow(s, eid)
-        assert end is not None and end.execution.state == pb.STATE_SUCCEEDED, i
+        assert end is not None and end.execution.state is State.SUCCEEDED, i
         offset = 0
         for c in chunks:
             assert c.offset == offset, (i, c.offset, offset)
@@ -126,7 +126,7 @@ def test_an_upgrade_to_another_build_interrupts_nothing(make_agent):
         assert b"".join(c.data for c in chunks).decode() == EXPECTED, i
 
     # The history agrees: all 20 SUCCEEDED, none LOST.
-    listed = s.ListExecutions(pb.ListExecutionsRequest(page_size=1000, pack="bolt-test"), timeout=10).executions
+    listed = s.list_executions(page_size=1000, pack="bolt-test").executions
     states = {e.execution_id: e.state for e in listed}
-    assert all(states.get(eid) == pb.STATE_SUCCEEDED for eid in eids), states
-    assert not s.ListExecutions(pb.ListExecutionsRequest(states=[pb.STATE_LOST]), timeout=10).executions
+    assert all(states.get(eid) is State.SUCCEEDED for eid in eids), states
+    assert not s.list_executions(states=[State.LOST]).executions

@@ -1,4 +1,9 @@
-"""Small helpers for the end-to-end tests."""
+"""Small helpers for the end-to-end tests, on the Python client (``bolt_client``).
+
+The tests talk to agents as users do, through :class:`bolt_client.BoltClient`
+(``client_for``); only tests that send raw or malformed requests on purpose use
+the generated stubs (``stub_for``).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +13,39 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import grpc
-from bolt.v1 import bolt_pb2 as pb
 from bolt.v1 import bolt_pb2_grpc
 
+from bolt_client import BoltClient, BoltError, Execution, OutputChunk, State, Stream, TLSConfig
 from bolt_testing import Agent
 
-TERMINAL = {pb.STATE_SUCCEEDED, pb.STATE_FAILED, pb.STATE_TIMED_OUT, pb.STATE_KILLED, pb.STATE_OOM_KILLED, pb.STATE_LOST}
+#: Every final state (an execution in one of them has ended).
+FINAL = frozenset(s for s in State if s.is_final)
+
+
+def tls_for(a: Agent, cert: Path | None = None, key: Path | None = None) -> TLSConfig:
+    """The agent's CA and a client identity (bolt-client unless given); the agent
+    certificates of ``certs init`` name localhost."""
+    return TLSConfig(a.ca, cert or a.client_cert, key or a.client_key, server_name="localhost")
+
+
+def client_for(a: Agent, cert: Path | None = None, key: Path | None = None) -> BoltClient:
+    return BoltClient(f"127.0.0.1:{a.port}", tls=tls_for(a, cert, key), timeout=10)
 
 
 def stub_for(a: Agent, cert: Path | None = None, key: Path | None = None) -> bolt_pb2_grpc.BoltStub:
+    """A raw stub, for requests the client would not send (malformed, hostile)."""
     from conftest import channel_for
 
     return bolt_pb2_grpc.BoltStub(channel_for(a, cert, key))
 
 
-def execute(stub: bolt_pb2_grpc.BoltStub, action: str, timeout: float | None = None, key: str = "", **args: Any) -> str:
-    req = pb.ExecuteRequest(pack="bolt-test", action=action, args={k: str(v) for k, v in args.items()}, idempotency_key=key)
-    if timeout is not None:
-        req.timeout.FromMilliseconds(int(timeout * 1000))
-    return stub.Execute(req, timeout=10).execution_id
+def execute(client: BoltClient, action: str, timeout: float | None = None, key: str | None = None, **args: Any) -> str:
+    """Starts ``bolt-test/<action>``; returns the execution id."""
+    return client.execute("bolt-test", action, args, idempotency_key=key, timeout=timeout).execution_id
 
 
-def get(stub: bolt_pb2_grpc.BoltStub, eid: str) -> pb.Execution:
-    return stub.GetExecution(pb.GetExecutionRequest(execution_id=eid), timeout=10)
+def get(client: BoltClient, eid: str) -> Execution:
+    return client.get_execution(eid)
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
@@ -43,19 +58,20 @@ def wait_until(pred: Callable[[], Any], timeout: float = 20.0, what: str = "cond
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def wait_state(stub: bolt_pb2_grpc.BoltStub, eid: str, states: Iterable[int] = TERMINAL, timeout: float = 20.0) -> pb.Execution:
-    states = set(states)
+def wait_state(client: BoltClient, eid: str, states: Iterable[State] = FINAL, timeout: float = 20.0) -> Execution:
+    wanted = set(states)
 
-    def check() -> pb.Execution | None:
-        e = get(stub, eid)
-        return e if e.state in states else None
+    def check() -> Execution | None:
+        e = get(client, eid)
+        return e if e.state in wanted else None
 
-    return wait_until(check, timeout, f"{eid} to reach {states}")
+    return wait_until(check, timeout, f"{eid} to reach {sorted(s.value for s in wanted)}")
 
 
-def follow(stub: bolt_pb2_grpc.BoltStub, eid: str, offset: int = 0, timeout: float = 30.0) -> tuple[list[pb.OutputChunk], pb.OutputChunk | None]:
+def follow(client: BoltClient, eid: str, offset: int = 0, timeout: float = 30.0) -> tuple[list[OutputChunk], OutputChunk | None]:
+    """One following stream from ``offset``: the output chunks and the closing message."""
     chunks, end = [], None
-    for c in stub.StreamOutput(pb.StreamOutputRequest(execution_id=eid, offset=offset, follow=True), timeout=timeout):
+    for c in client.stream_output(eid, offset=offset, follow=True, timeout=timeout):
         if c.end:
             end = c
         else:
@@ -63,8 +79,8 @@ def follow(stub: bolt_pb2_grpc.BoltStub, eid: str, offset: int = 0, timeout: flo
     return chunks, end
 
 
-def text(chunks: Iterable[pb.OutputChunk], stream: int | None = pb.STREAM_STDOUT) -> str:
-    return b"".join(c.data for c in chunks if stream is None or c.stream == stream).decode()
+def text(chunks: Iterable[OutputChunk], stream: Stream | None = Stream.STDOUT) -> str:
+    return b"".join(c.data for c in chunks if stream is None or c.stream is stream).decode()
 
 
 def pid_alive(pid: int) -> bool:
@@ -77,15 +93,20 @@ def pid_alive(pid: int) -> bool:
 
 
 def code_of(call: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    """The status code and the agent's message of a call that must fail, made
+    with the client (a BoltError) or a raw stub (a grpc.RpcError)."""
     try:
         call()
+    except BoltError as e:
+        assert e.code, f"not a call error: {e!r}"
+        return grpc.StatusCode[e.code], e.details
     except grpc.RpcError as e:
         return e.code(), e.details() or ""
     raise AssertionError("the call succeeded")
 
 
-def healthy(stub: bolt_pb2_grpc.BoltStub) -> bool:
-    return stub.Health(pb.HealthRequest(), timeout=5).status in (pb.SERVING_STATUS_SERVING, pb.SERVING_STATUS_DEGRADED)
+def healthy(client: BoltClient) -> bool:
+    return client.health(timeout=5).ok
 
 
 def files_under(root: Path) -> set[str]:

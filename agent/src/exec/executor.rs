@@ -238,6 +238,7 @@ impl Executor {
             rec.state.as_str(),
             rec.cpu_time_us,
             rec.peak_rss_bytes,
+            rec.started_at_ms.zip(rec.ended_at_ms).map(|(s, e)| e.saturating_sub(s)),
         );
         if !rec.dev_dir.is_empty() {
             super::start::remove_dev_build(std::path::Path::new(&rec.dev_dir));

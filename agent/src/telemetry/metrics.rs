@@ -14,6 +14,7 @@ pub struct Metrics {
     pub executions_finished: Counter<u64>,
     pub execution_cpu: Histogram<f64>,
     pub execution_peak_memory: Histogram<f64>,
+    pub execution_duration: Histogram<f64>,
     pub rpc_duration: Histogram<f64>,
     pub sync_attempts: Counter<u64>,
     pub sync_failures: Counter<u64>,
@@ -56,6 +57,12 @@ pub fn get() -> &'static Metrics {
                         .collect(),
                 )
                 .build(),
+            execution_duration: m
+                .f64_histogram("bolt_execution_duration")
+                .with_unit("s")
+                .with_description("Wall time of each ended execution, from its start to its end")
+                .with_boundaries(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0])
+                .build(),
             rpc_duration: m
                 .f64_histogram("bolt_rpc_duration")
                 .with_unit("s")
@@ -79,7 +86,7 @@ pub fn get() -> &'static Metrics {
 }
 
 /// One execution has ended.
-pub fn execution_ended(pack: &str, action: &str, state: &str, cpu_time_us: u64, peak_bytes: u64) {
+pub fn execution_ended(pack: &str, action: &str, state: &str, cpu_time_us: u64, peak_bytes: u64, wall_ms: Option<u64>) {
     let m = get();
     let labels = [KeyValue::new("pack", pack.to_owned()), KeyValue::new("action", action.to_owned())];
     m.executions_finished
@@ -87,6 +94,9 @@ pub fn execution_ended(pack: &str, action: &str, state: &str, cpu_time_us: u64, 
     m.execution_cpu.record(cpu_time_us as f64 / 1e6, &labels);
     if peak_bytes > 0 {
         m.execution_peak_memory.record(peak_bytes as f64, &labels);
+    }
+    if let Some(ms) = wall_ms {
+        m.execution_duration.record(ms as f64 / 1e3, &labels);
     }
 }
 
@@ -121,10 +131,8 @@ pub fn gauges(src: GaugeSources) -> Vec<Box<dyn std::any::Any>> {
         .with_unit("s")
         .with_description("CPU time of the agent itself (user + system)")
         .with_callback(|o| {
-            use nix::sys::resource::{getrusage, UsageWho};
-            if let Ok(u) = getrusage(UsageWho::RUSAGE_SELF) {
-                let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-                o.observe(secs(u.user_time()) + secs(u.system_time()), &[]);
+            if let Some(s) = own_cpu_seconds() {
+                o.observe(s, &[]);
             }
         })
         .build();
@@ -140,6 +148,46 @@ pub fn gauges(src: GaugeSources) -> Vec<Box<dyn std::any::Any>> {
         })
         .build();
     keep.push(Box::new(rss));
+    // The same two under the names every Prometheus process exporter uses,
+    // so stock dashboards and alerts work unchanged.
+    keep.push(Box::new(
+        m.f64_observable_counter("process_cpu")
+            .with_unit("s")
+            .with_description("Total user and system CPU time spent in seconds")
+            .with_callback(|o| {
+                if let Some(s) = own_cpu_seconds() {
+                    o.observe(s, &[]);
+                }
+            })
+            .build(),
+    ));
+    keep.push(Box::new(
+        m.u64_observable_gauge("process_resident_memory")
+            .with_unit("By")
+            .with_description("Resident memory size in bytes")
+            .with_callback(|o| {
+                if let Some(b) = crate::host::procfs::rss_bytes(std::process::id()) {
+                    o.observe(b, &[]);
+                }
+            })
+            .build(),
+    ));
+    keep.push(Box::new(
+        m.u64_observable_gauge("process_open_fds")
+            .with_description("Number of open file descriptors")
+            .with_callback(|o| {
+                if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+                    o.observe(fds.count() as u64, &[]);
+                }
+            })
+            .build(),
+    ));
+    keep.push(Box::new(
+        m.u64_observable_gauge("bolt_agent_build_info")
+            .with_description("Always 1; the agent's version as a label")
+            .with_callback(|o| o.observe(1, &[KeyValue::new("version", crate::version())]))
+            .build(),
+    ));
     keep.push(Box::new(
         m.u64_observable_gauge("bolt_executions_running")
             .with_description("Executions PENDING or RUNNING now")
@@ -190,3 +238,10 @@ pub fn gauges(src: GaugeSources) -> Vec<Box<dyn std::any::Any>> {
     keep
 }
 
+/// CPU time of this process (user + system), in seconds.
+fn own_cpu_seconds() -> Option<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let u = getrusage(UsageWho::RUSAGE_SELF).ok()?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Some(secs(u.user_time()) + secs(u.system_time()))
+}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bolt_client import (
-    AlreadyExistsError, BoltClient, OutputChunk, InvalidArgumentError, NotFoundError, ParamType, ServingStatus, State, Stream,
+    AlreadyExistsError, BoltClient, DeadlineExceededError, OutputChunk, InvalidArgumentError, NotFoundError, ParamType, ServingStatus, State, Stream,
     TLSConfig, TLSError, TransportError, UnavailableError,
 )
 
@@ -81,6 +81,18 @@ def test_tail_is_live(client: BoltClient) -> None:
     assert b"".join(c.data for c in rest) == text.encode()[len(first):]
 
 
+def test_a_following_stream_ends_at_its_timeout(client: BoltClient) -> None:
+    s = client.execute("bolt-test", "sleep", {"ticks": 600, "interval": "0.1"})
+    t0 = time.monotonic()
+    got: list[OutputChunk] = []
+    with pytest.raises(DeadlineExceededError):
+        for c in client.stream_output(s.execution_id, follow=True, timeout=0.8):
+            got.append(c)
+    assert 0.7 < time.monotonic() - t0 < 5
+    assert got and not any(c.end for c in got), "chunks arrived until the deadline"
+    client.kill(s.execution_id)
+
+
 def test_failed_action_reports_exit_code_and_stderr(client: BoltClient) -> None:
     r = client.run("bolt-test", "fail", {"code": 3})
     assert r.state is State.FAILED and r.exit_code == 3 and r.stderr
@@ -133,7 +145,8 @@ def test_health_and_agent_info(client: BoltClient) -> None:
     info = client.agent_info()
     assert info.instance.instance_id == "i-shared" and info.instance.availability_zone == "us-east-1a"
     assert info.instance.region == "us-east-1" and info.instance.app == "kafka" and info.instance.stage == "prod"
-    assert any(p.name == "bolt-test" for p in info.packs) and info.version
+    assert any(p.name == "bolt-test" and p.origin == "local" for p in info.packs) and info.version
+    assert not info.pack_sync.enabled and info.pack_sync.last_error == ""  # no [sync] configured
 
 
 def test_reattach_after_agent_restart(agents: AgentFactory, tls: TLSConfig) -> None:

@@ -111,6 +111,11 @@ class _BaseClient:
     def _err(self, exc: grpc.RpcError, method: str) -> BoltError:
         return from_rpc_error(exc, target=self.target, method=method)
 
+    def _stream_timeout(self, follow: bool, timeout: float | None) -> float | None:
+        if timeout is not None:
+            return timeout
+        return None if follow else self.timeout
+
     # --- request builders ---------------------------------------------------
 
     @staticmethod
@@ -291,12 +296,15 @@ class BoltClient(_BaseClient):
             if not token:
                 return
 
-    def stream_output(self, execution_id: str, *, offset: int = 0, follow: bool = False) -> Iterator[OutputChunk]:
-        """One StreamOutput call, no reconnects (see :meth:`tail`)."""
+    def stream_output(
+        self, execution_id: str, *, offset: int = 0, follow: bool = False, timeout: float | None = None
+    ) -> Iterator[OutputChunk]:
+        """One StreamOutput call, no reconnects (see :meth:`tail`). ``timeout`` bounds
+        the whole stream (default: the client's timeout, none when following)."""
         self._check_open()
         call = self._stub.StreamOutput(
             pb.StreamOutputRequest(execution_id=execution_id, offset=offset, follow=follow),
-            timeout=None if follow else self.timeout,
+            timeout=self._stream_timeout(follow, timeout),
             metadata=trace_metadata(),
         )
         try:
@@ -484,11 +492,11 @@ class AsyncBoltClient(_BaseClient):
                 return
 
     async def stream_output(
-        self, execution_id: str, *, offset: int = 0, follow: bool = False
+        self, execution_id: str, *, offset: int = 0, follow: bool = False, timeout: float | None = None
     ) -> AsyncGenerator[OutputChunk, None]:
         call = self._stub().StreamOutput(
             pb.StreamOutputRequest(execution_id=execution_id, offset=offset, follow=follow),
-            timeout=None if follow else self.timeout,
+            timeout=self._stream_timeout(follow, timeout),
             metadata=trace_metadata(),
         )
         try:

@@ -17,6 +17,7 @@ from ._models import (
     OutputChunk,
     PackError,
     PackInfo,
+    PackSync,
     Param,
     ParamType,
     ServingStatus,
@@ -177,7 +178,10 @@ def agent_info(a: Any) -> AgentInfo:
         started_at=ts(a.started_at, a.HasField("started_at")),
         uptime=dur(a.uptime, a.HasField("uptime")),
         packs=tuple(
-            PackInfo(name=p.name, version=p.version, description=p.description, source=p.source, actions=p.actions)
+            PackInfo(
+                name=p.name, version=p.version, description=p.description, source=p.source, actions=p.actions,
+                sha256=p.sha256, origin=p.origin,
+            )
             for p in a.packs
         ),
         pack_errors=_pack_errors(a.pack_errors),
@@ -190,4 +194,19 @@ def agent_info(a: Any) -> AgentInfo:
         agent_rss_bytes=a.agent_rss_bytes,
         status=_serving(a.status),
         problems=tuple(a.problems),
+        pack_sync=pack_sync(a.pack_sync),
+    )
+
+
+def pack_sync(s: Any) -> PackSync:
+    return PackSync(
+        enabled=s.enabled,
+        stage=s.stage,
+        last_attempt=ts(s.last_attempt, s.HasField("last_attempt")),
+        last_success=ts(s.last_success, s.HasField("last_success")),
+        last_error=s.last_error,
+        failures=s.failures,
+        requests=s.requests,
+        generation=s.generation,
+        index_expires_at=ts(s.index_expires_at, s.HasField("index_expires_at")),
     )

@@ -3,7 +3,9 @@
 One task per *running* instance, never a thread: a fleet of thousands is a few
 thousand grpc.aio streams in one event loop.
 
-Semantics (shared with the Java client through integration/scenarios/):
+Semantics (shared with the Java client, specified once in
+integration/scenarios/README.md and pinned by its vectors, the helper ones
+included: idempotency keys, strategy names, failure budgets, option names):
 
 - The inventory is split into ordered groups by the strategy:
   ``one-at-a-time`` (each instance alone, inventory order; the default), ``az``
@@ -15,12 +17,14 @@ Semantics (shared with the Java client through integration/scenarios/):
   SKIPPED (never started: the failure budget was exceeded), UNHEALTHY (the
   optional health gate failed; nothing was executed) or ERROR (a call failed).
 - Every outcome other than SUCCEEDED and SKIPPED is an error. ``max_errors``
-  (a count, or ``"P%"`` of the inventory, rounded down; default 0) errors are
-  allowed; once exceeded no new instance starts, running ones finish, and the
-  report says ``stopped``.
+  (a count, or ``"P%"``: floor(P × instances / 100), exactly; default 0) errors
+  are allowed; once exceeded no new instance starts, running ones finish, and
+  the report says ``stopped``.
 - ``instance_timeout`` is sent as the execution's timeout (the agent ends it
-  TIMED_OUT); if no end is seen ``kill_grace`` seconds after it, the client
+  TIMED_OUT); if no end is seen ``timeout_grace`` seconds after it, the client
   kills the execution and reports TIMED_OUT.
+- Each instance's idempotency key is :func:`idempotency_key` of the run id and
+  the instance id, so running again with the same run id re-attaches.
 - Fire-and-check-back: :meth:`Fleet.submit` returns :class:`Handle` objects
   (serialisable with ``to_dict``) that :meth:`Fleet.status`, ``wait``, ``tail``
   and ``kill`` accept later, from any process.
@@ -30,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
+import hashlib
+import re
 import time
 import uuid
+import warnings
 from contextlib import aclosing
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -56,9 +62,14 @@ __all__ = [
     "Outcome",
     "Strategy",
     "allowed_errors",
+    "idempotency_key",
     "plan_groups",
     "run_fleet",
 ]
+
+
+#: Accepted spellings besides the canonical names (the Java client has the same).
+_STRATEGY_ALIASES = {"serial": "one-at-a-time", "one": "one-at-a-time", "zone": "az", "all": "parallel"}
 
 
 class Strategy(str, enum.Enum):
@@ -71,12 +82,13 @@ class Strategy(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: "str | Strategy") -> "Strategy":
+        """A canonical name or alias (serial, one, zone, all), in any case, ``_``
+        for ``-``, surrounding spaces ignored."""
         if isinstance(value, Strategy):
             return value
         v = value.strip().lower().replace("_", "-")
-        aliases = {"serial": "one-at-a-time", "one": "one-at-a-time", "all": "parallel", "zone": "az"}
         try:
-            return cls(aliases.get(v, v))
+            return cls(_STRATEGY_ALIASES.get(v, v))
         except ValueError:
             raise ConfigError(
                 f"unknown strategy {value!r}: one of one-at-a-time, az, region, parallel"
@@ -120,6 +132,8 @@ class Outcome(str, enum.Enum):
 
 @dataclass(frozen=True)
 class FleetOptions:
+    """How a rollout runs (the same names as the Java client's ``RolloutOptions``)."""
+
     strategy: Strategy = Strategy.ONE_AT_A_TIME
     #: Most instances running at once inside a group; None = unlimited.
     max_concurrency: int | None = None
@@ -131,36 +145,65 @@ class FleetOptions:
     #: Run time limit of each execution, in seconds (sent with Execute).
     instance_timeout: float | None = None
     #: Extra seconds to wait past instance_timeout before killing from the client.
-    kill_grace: float = 5.0
+    timeout_grace: float = 5.0
     #: Bytes of the end of the output kept in each report.
     excerpt_bytes: int = 2048
+    #: Deprecated name of ``timeout_grace`` (it is not the agent's kill grace).
+    kill_grace: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, kill_grace: float | None) -> None:
+        if kill_grace is not None:
+            warnings.warn("FleetOptions: kill_grace is deprecated, use timeout_grace", DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "timeout_grace", kill_grace)
         object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ConfigError("max_concurrency must be at least 1")
         allowed_errors(self.max_errors, 1)  # validates
 
 
+_COUNT = re.compile(r"[0-9]+")
+_PERCENT = re.compile(r"([0-9]+)(?:\.([0-9]{1,6}))?\s*%")
+
+
 def allowed_errors(max_errors: int | str, total: int) -> int:
-    """How many errors a budget allows for ``total`` instances."""
+    """How many errors a budget allows for ``total`` instances: a count N (an int
+    or its digits), or ``"P%"`` (0 <= P <= 100, at most 6 decimals), which allows
+    floor(P × total / 100) computed exactly (never more than asked)."""
     if isinstance(max_errors, str):
         s = max_errors.strip()
-        if s.endswith("%"):
-            try:
-                pct = float(s[:-1])
-            except ValueError:
-                raise ConfigError(f"bad max_errors {max_errors!r}") from None
-            if not 0 <= pct <= 100:
+        pct = _PERCENT.fullmatch(s)
+        if pct:
+            whole, frac = pct.group(1), pct.group(2) or ""
+            scale: int = 10 ** len(frac)
+            p = int(whole) * scale + int(frac or "0")  # P × scale, an integer
+            if p > 100 * scale:
                 raise ConfigError(f"max_errors percentage out of range: {max_errors!r}")
-            return math.floor(pct * total / 100 + 1e-9)
-        try:
-            max_errors = int(s)
-        except ValueError:
-            raise ConfigError(f"bad max_errors {max_errors!r}: a count or a percentage like 10%") from None
+            return p * total // (100 * scale)
+        if not _COUNT.fullmatch(s):
+            raise ConfigError(f"bad max_errors {max_errors!r}: a count like 3 or a percentage like 10%")
+        return int(s)
+    if isinstance(max_errors, bool) or not isinstance(max_errors, int):
+        raise ConfigError(f"bad max_errors {max_errors!r}: a count like 3 or a percentage like 10%")
     if max_errors < 0:
         raise ConfigError("max_errors must not be negative")
-    return int(max_errors)
+    return max_errors
+
+
+def _check_run_id(run_id: str) -> None:
+    if not run_id or ":" in run_id:
+        raise ConfigError(f"bad run id {run_id!r}: it must be non-empty and hold no ':'")
+
+
+def idempotency_key(run_id: str, instance_id: str) -> str:
+    """The Execute idempotency key of one instance of a run: ``run_id:instance_id``,
+    or, when that is over 128 UTF-8 bytes (the agent's limit), ``sha256:`` and the
+    hex SHA-256 of it, so long keys stay distinct. ``run_id`` must be non-empty
+    and hold no ``:``, so that no two (run, instance) pairs share a key."""
+    _check_run_id(run_id)
+    key = f"{run_id}:{instance_id}".encode()
+    if len(key) <= 128:
+        return key.decode()
+    return "sha256:" + hashlib.sha256(key).hexdigest()
 
 
 def plan_groups(instances: Sequence[Instance], strategy: Strategy | str) -> list[tuple[str, list[Instance]]]:
@@ -338,10 +381,6 @@ def _duration(e: Execution | None) -> float | None:
     return d.total_seconds() if d is not None else None
 
 
-def _key(run_id: str, instance: Instance) -> str:
-    return f"{run_id}:{instance.id}"[:128]
-
-
 class Fleet:
     """Async orchestration of many agents with one mTLS identity.
 
@@ -424,6 +463,7 @@ class Fleet:
         if len(set(ids)) != len(ids):
             raise ConfigError("inventory has duplicate instance ids")
         run_id = run_id or "fleet-" + uuid.uuid4().hex[:16]
+        _check_run_id(run_id)
         groups = plan_groups(instances, opts.strategy)
         allowed = allowed_errors(opts.max_errors, len(instances))
         reports: dict[str, InstanceReport] = {}
@@ -492,7 +532,7 @@ class Fleet:
                 try:
                     a = dict(args or {})
                     a.update((instance_args or {}).get(i.id, {}))
-                    r = await self._run_one(i, pack, action, a, opts, _key(run_id, i), running)
+                    r = await self._run_one(i, pack, action, a, opts, idempotency_key(run_id, i.id), running)
                     r.group = label
                     finish(r)
                 finally:
@@ -560,7 +600,7 @@ class Fleet:
                     excerpt.add(c.data)
             return None
 
-        limit = None if opts.instance_timeout is None else opts.instance_timeout + opts.kill_grace
+        limit = None if opts.instance_timeout is None else opts.instance_timeout + opts.timeout_grace
         timed_out = False
         try:
             try:
@@ -568,7 +608,7 @@ class Fleet:
             except asyncio.TimeoutError:
                 timed_out = True
                 await client.kill(eid)
-                final = await client.wait(eid, timeout=max(opts.kill_grace, 5.0) + 10.0)
+                final = await client.wait(eid, timeout=max(opts.timeout_grace, 5.0) + 10.0)
             if final is None:
                 final = await client.get_execution(eid)
         except BoltError as exc:
@@ -613,10 +653,11 @@ class Fleet:
         the same executions (idempotency keys)."""
         instances = await self._resolve(inventory)
         run_id = run_id or "submit-" + uuid.uuid4().hex[:16]
+        _check_run_id(run_id)
         sem = asyncio.Semaphore(max_concurrency)
 
         async def one(i: Instance) -> Handle:
-            key = _key(run_id, i)
+            key = idempotency_key(run_id, i.id)
             async with sem:
                 try:
                     r = await self.client(i.address).execute(pack, action, dict(args or {}), idempotency_key=key, timeout=timeout)

@@ -18,6 +18,7 @@ __all__ = [
     "OutputChunk",
     "PackError",
     "PackInfo",
+    "PackSync",
     "Param",
     "ParamType",
     "RunResult",
@@ -241,6 +242,31 @@ class PackInfo:
     description: str = ""
     source: str = ""
     actions: int = 0
+    #: sha256 of the archive it was installed from; empty for a hand-laid pack.
+    sha256: str = ""
+    #: "local" (the packs folder) or "s3" (installed by pack sync).
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class PackSync:
+    """The agent's pack synchronisation from S3 (``[sync]``)."""
+
+    enabled: bool = False
+    #: The stage followed.
+    stage: str = ""
+    last_attempt: datetime | None = None
+    last_success: datetime | None = None
+    #: Why the last attempt failed; empty when it succeeded.
+    last_error: str = ""
+    #: Failed attempts since the agent started.
+    failures: int = 0
+    #: Requests made to S3 since the agent started.
+    requests: int = 0
+    #: Generation of the stage index in use.
+    generation: int = 0
+    #: When the stage index in use expires (no update is taken past it).
+    index_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +286,7 @@ class AgentInfo:
     agent_rss_bytes: int = 0
     status: ServingStatus = ServingStatus.UNSPECIFIED
     problems: tuple[str, ...] = ()
+    pack_sync: PackSync = field(default_factory=PackSync)
 
 
 @dataclass(frozen=True)

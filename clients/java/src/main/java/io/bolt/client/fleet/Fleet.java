@@ -10,6 +10,7 @@ import io.bolt.client.inventory.Instance;
 import io.bolt.client.inventory.InventoryProvider;
 import io.bolt.v1.ExecuteRequest;
 import io.bolt.v1.Execution;
+import io.bolt.v1.HealthResponse;
 import io.bolt.v1.OutputChunk;
 import io.bolt.v1.ServingStatus;
 import io.grpc.stub.StreamObserver;
@@ -20,11 +21,13 @@ import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -47,6 +50,11 @@ import java.util.function.Function;
  *
  * <p>{@link #submit} is fire-and-check-back: it starts the action everywhere and
  * returns {@link Handle}s; {@link #attach} rebuilds a handle from an execution id.
+ *
+ * <p>Each instance's Execute carries {@link #idempotencyKey(String, String)} of the
+ * run id and the instance id: running again with the same run id re-attaches to
+ * the executions already started instead of starting them twice. These rules are
+ * shared with the Python client (integration/scenarios/README.md).
  *
  * <p>The fleet keeps one {@link BoltClient} per agent address; {@link #close()} closes them.
  */
@@ -90,11 +98,21 @@ public final class Fleet implements AutoCloseable {
     return run(instances, task, options, null);
   }
 
-  /** Runs the rollout and blocks until it is over. */
+  /** Runs the rollout under a new run id and blocks until it is over. */
   public FleetReport run(List<Instance> instances, Task task, RolloutOptions options, FleetListener listener) {
+    return run(instances, task, options, listener, newRunId("fleet-"));
+  }
+
+  /**
+   * Runs the rollout and blocks until it is over. The same {@code runId} (non-empty,
+   * no ':') as an earlier run re-attaches to the executions that run started.
+   */
+  public FleetReport run(List<Instance> instances, Task task, RolloutOptions options, FleetListener listener,
+      String runId) {
+    checkRunId(runId);
+    requireUniqueIds(instances);
     FleetListener l = listener == null ? new FleetListener() {} : listener;
     Instant t0 = Instant.now();
-    String runId = UUID.randomUUID().toString();
     int allowed = options.maxErrors().allowed(instances.size());
     AtomicInteger errors = new AtomicInteger();
     Map<String, InstanceResult> results = new ConcurrentHashMap<>();
@@ -167,14 +185,11 @@ public final class Fleet implements AutoCloseable {
       return CompletableFuture.completedFuture(errorResult(instance, "", Errors.from(e), since(t0)));
     }
     CompletableFuture<String> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
-        : client.healthAsync().handle((h, err) -> {
+        : client.withDeadline(o.healthTimeout()).healthAsync().handle((h, err) -> {
           if (err != null) {
             return "health check failed: " + Errors.from(err).getMessage();
           }
-          if (h.getStatus() == ServingStatus.SERVING_STATUS_NOT_SERVING) {
-            return "agent NOT_SERVING: " + String.join("; ", h.getProblemsList());
-          }
-          return null;
+          return passesHealthGate(h) ? null : unhealthy(h);
         });
     return gate.thenCompose(unhealthy -> {
       if (unhealthy != null) {
@@ -185,7 +200,7 @@ public final class Fleet implements AutoCloseable {
           .setPack(task.pack())
           .setAction(task.action())
           .putAllArgs(task.argsFor(instance))
-          .setIdempotencyKey(idempotencyKey(runId, instance));
+          .setIdempotencyKey(idempotencyKey(runId, instance.id()));
       if (o.instanceTimeout() != null) {
         req.setTimeout(Executions.toProto(o.instanceTimeout()));
       }
@@ -274,17 +289,53 @@ public final class Fleet implements AutoCloseable {
     return Duration.between(t0, Instant.now());
   }
 
-  /** Same run, same instance → same key (so retries never run twice); at most 128 bytes. */
-  static String idempotencyKey(String runId, Instance instance) {
-    String key = "fleet:" + runId + ":" + instance.id();
-    if (key.length() <= 128) {
-      return key;
+  /** SERVING and DEGRADED pass the health gate; NOT_SERVING and unknown statuses do not. */
+  private static boolean passesHealthGate(HealthResponse h) {
+    return h.getStatus() == ServingStatus.SERVING_STATUS_SERVING
+        || h.getStatus() == ServingStatus.SERVING_STATUS_DEGRADED;
+  }
+
+  private static String unhealthy(HealthResponse h) {
+    String status = h.getStatus().name().replace("SERVING_STATUS_", "");
+    return "agent " + status + ": " + String.join("; ", h.getProblemsList());
+  }
+
+  /**
+   * The Execute idempotency key of one instance of a run: {@code runId:instanceId},
+   * or, when that is over 128 UTF-8 bytes (the agent's limit), {@code sha256:} and
+   * the hex SHA-256 of it, so long keys stay distinct. Same run, same instance, same
+   * key; the run id must be non-empty and hold no ':', so that no two (run,
+   * instance) pairs share a key.
+   */
+  public static String idempotencyKey(String runId, String instanceId) {
+    checkRunId(runId);
+    byte[] key = (runId + ":" + instanceId).getBytes(StandardCharsets.UTF_8);
+    if (key.length <= 128) {
+      return new String(key, StandardCharsets.UTF_8);
     }
     try {
-      byte[] h = MessageDigest.getInstance("SHA-256").digest(key.getBytes(StandardCharsets.UTF_8));
-      return "fleet:" + runId + ":" + HexFormat.of().formatHex(h);
+      return "sha256:" + HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(key));
     } catch (NoSuchAlgorithmException e) {
       throw new IllegalStateException(e);
+    }
+  }
+
+  private static void checkRunId(String runId) {
+    if (runId == null || runId.isEmpty() || runId.contains(":")) {
+      throw new IllegalArgumentException("bad run id '" + runId + "': it must be non-empty and hold no ':'");
+    }
+  }
+
+  private static String newRunId(String prefix) {
+    return prefix + UUID.randomUUID().toString().replace("-", "").substring(0, 16);
+  }
+
+  private static void requireUniqueIds(List<Instance> instances) {
+    Set<String> seen = new HashSet<>();
+    for (Instance i : instances) {
+      if (!seen.add(i.id())) {
+        throw new IllegalArgumentException("inventory has duplicate instance id " + i.id());
+      }
     }
   }
 
@@ -297,7 +348,13 @@ public final class Fleet implements AutoCloseable {
    * instance's handle carries the error instead of an execution.
    */
   public List<Handle> submit(List<Instance> instances, Task task, RolloutOptions options) {
-    String runId = UUID.randomUUID().toString();
+    return submit(instances, task, options, newRunId("submit-"));
+  }
+
+  /** {@link #submit(List, Task, RolloutOptions)}; the same {@code runId} twice returns the same executions. */
+  public List<Handle> submit(List<Instance> instances, Task task, RolloutOptions options, String runId) {
+    checkRunId(runId);
+    requireUniqueIds(instances);
     Semaphore permits = new Semaphore(options.maxConcurrency() == 0 ? Integer.MAX_VALUE : options.maxConcurrency());
     Map<String, CompletableFuture<Handle>> pending = new LinkedHashMap<>();
     for (Instance instance : instances) {
@@ -320,12 +377,12 @@ public final class Fleet implements AutoCloseable {
           task.action(), ""));
     }
     CompletableFuture<Void> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
-        : client.healthAsync().thenAccept(h -> {
-          if (h.getStatus() == ServingStatus.SERVING_STATUS_NOT_SERVING) {
-            throw new BoltException(io.grpc.Status.Code.UNAVAILABLE, "agent NOT_SERVING", null);
+        : client.withDeadline(o.healthTimeout()).healthAsync().thenAccept(h -> {
+          if (!passesHealthGate(h)) {
+            throw new BoltException(io.grpc.Status.Code.UNAVAILABLE, unhealthy(h), null);
           }
         });
-    String key = idempotencyKey(runId, instance);
+    String key = idempotencyKey(runId, instance.id());
     ExecuteRequest.Builder req = ExecuteRequest.newBuilder()
         .setPack(task.pack())
         .setAction(task.action())

@@ -4,15 +4,19 @@ import java.time.Duration;
 import java.util.Objects;
 
 /**
- * How a rollout runs. Defaults: one at a time, failure budget 0 (stop at the first
- * error), no health gate, the action's own timeout.
+ * How a rollout runs. Defaults: one at a time, no concurrency limit, failure budget
+ * 0 (stop at the first error), no health gate, the action's own timeout. The
+ * names are the Python client's {@code FleetOptions} in camelCase
+ * (integration/scenarios/README.md).
  *
  * @param strategy how instances are grouped
- * @param maxConcurrency instances running at once inside a group; 0 = unlimited
- *     (ONE_AT_A_TIME is always 1)
+ * @param maxConcurrency instances running at once inside a group (ONE_AT_A_TIME is
+ *     always 1); 0 here means unlimited, the default, which {@link Builder#maxConcurrency}
+ *     does not accept as a value
  * @param maxErrors the failure budget
- * @param healthGate call Health before each instance; a failed or NOT_SERVING answer
- *     makes the instance UNHEALTHY and nothing is executed there
+ * @param healthGate call Health before each instance; an error or an answer other than
+ *     SERVING or DEGRADED makes the instance UNHEALTHY and nothing is executed there
+ * @param healthTimeout deadline of that Health call (default 3 s)
  * @param instanceTimeout sent as the execution's timeout (null: the action's own), so
  *     the agent ends it TIMED_OUT; if no end is seen {@code timeoutGrace} (default 5 s)
  *     later, the client kills the execution and reports TIMED_OUT
@@ -20,14 +24,15 @@ import java.util.Objects;
  * @param excerptBytes how many trailing output bytes each result keeps
  */
 public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudget maxErrors, boolean healthGate,
-    Duration instanceTimeout, Duration timeoutGrace, int excerptBytes) {
+    Duration healthTimeout, Duration instanceTimeout, Duration timeoutGrace, int excerptBytes) {
 
   public RolloutOptions {
     Objects.requireNonNull(strategy, "strategy");
     Objects.requireNonNull(maxErrors, "maxErrors");
+    Objects.requireNonNull(healthTimeout, "healthTimeout");
     Objects.requireNonNull(timeoutGrace, "timeoutGrace");
     if (maxConcurrency < 0) {
-      throw new IllegalArgumentException("maxConcurrency must be >= 0 (0 = unlimited)");
+      throw new IllegalArgumentException("maxConcurrency must not be negative (0 = unlimited)");
     }
   }
 
@@ -52,6 +57,7 @@ public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudge
     private int maxConcurrency;
     private FailureBudget maxErrors = FailureBudget.count(0);
     private boolean healthGate;
+    private Duration healthTimeout = Duration.ofSeconds(3);
     private Duration instanceTimeout;
     private Duration timeoutGrace = Duration.ofSeconds(5);
     private int excerptBytes = 2048;
@@ -61,7 +67,11 @@ public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudge
       return this;
     }
 
+    /** At most {@code n} (at least 1) instances at once inside a group; unlimited when not set. */
     public Builder maxConcurrency(int n) {
+      if (n < 1) {
+        throw new IllegalArgumentException("maxConcurrency must be at least 1 (leave it unset for no limit)");
+      }
       this.maxConcurrency = n;
       return this;
     }
@@ -77,6 +87,11 @@ public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudge
 
     public Builder healthGate(boolean on) {
       this.healthGate = on;
+      return this;
+    }
+
+    public Builder healthTimeout(Duration timeout) {
+      this.healthTimeout = timeout;
       return this;
     }
 
@@ -96,8 +111,8 @@ public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudge
     }
 
     public RolloutOptions build() {
-      return new RolloutOptions(strategy, maxConcurrency, maxErrors, healthGate, instanceTimeout, timeoutGrace,
-          excerptBytes);
+      return new RolloutOptions(strategy, maxConcurrency, maxErrors, healthGate, healthTimeout, instanceTimeout,
+          timeoutGrace, excerptBytes);
     }
   }
 }

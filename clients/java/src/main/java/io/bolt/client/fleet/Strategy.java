@@ -4,6 +4,7 @@ import io.bolt.client.inventory.Instance;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.function.Function;
 
@@ -18,6 +19,10 @@ public enum Strategy {
   /** One group of everything. */
   PARALLEL("parallel");
 
+  /** Accepted spellings besides the wire names (the Python client has the same). */
+  private static final Map<String, Strategy> ALIASES = Map.of(
+      "serial", ONE_AT_A_TIME, "one", ONE_AT_A_TIME, "zone", AZ, "all", PARALLEL);
+
   private final String wireName;
 
   Strategy(String wireName) {
@@ -29,15 +34,24 @@ public enum Strategy {
     return wireName;
   }
 
-  /** Parses "one-at-a-time", "az", "region" or "parallel" (also the enum names). */
+  /**
+   * Parses a wire name ("one-at-a-time", "az", "region", "parallel") or an alias
+   * ("serial", "one", "zone", "all"), in any case, with "_" for "-" (so the enum
+   * names too) and surrounding spaces ignored.
+   */
   public static Strategy parse(String name) {
+    String n = name.strip().toLowerCase(Locale.ROOT).replace('_', '-');
     for (Strategy s : values()) {
-      if (s.wireName.equalsIgnoreCase(name) || s.name().equalsIgnoreCase(name)) {
+      if (s.wireName.equals(n)) {
         return s;
       }
     }
-    throw new IllegalArgumentException("unknown strategy: " + name
-        + " (one-at-a-time, az, region, parallel)");
+    Strategy alias = ALIASES.get(n);
+    if (alias != null) {
+      return alias;
+    }
+    throw new IllegalArgumentException("unknown strategy: '" + name
+        + "' (one-at-a-time, az, region, parallel)");
   }
 
   /** The ordered groups of this strategy; members keep inventory order. */

@@ -1,0 +1,216 @@
+package io.bolt.client.fleet;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import io.bolt.client.inventory.Instance;
+import io.bolt.client.testing.TestAgent;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.reflect.Method;
+import java.lang.reflect.RecordComponent;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.stream.Collectors;
+import java.util.stream.Stream;
+import java.util.stream.StreamSupport;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+
+/**
+ * The shared helper vectors (integration/scenarios/helpers/fleet-helpers.json):
+ * idempotency keys, strategy names, failure budgets and option names, as the
+ * Python client checks them too. Pure logic, no agent.
+ */
+class HelperVectorsTest {
+  static final JsonObject VECTORS = load();
+
+  static JsonObject load() {
+    try {
+      return JsonParser.parseString(Files.readString(
+          TestAgent.repoRoot().resolve("integration/scenarios/helpers/fleet-helpers.json"), StandardCharsets.UTF_8))
+          .getAsJsonObject();
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  static Stream<JsonElement> each(JsonObject o, String key) {
+    return StreamSupport.stream(o.getAsJsonArray(key).spliterator(), false);
+  }
+
+  // --- idempotency keys
+
+  @TestFactory
+  Stream<DynamicTest> idempotencyKeys() {
+    JsonObject keys = VECTORS.getAsJsonObject("idempotency_key");
+    int max = keys.get("max_bytes").getAsInt();
+    return each(keys, "vectors").map(JsonElement::getAsJsonObject).map(v -> DynamicTest.dynamicTest(
+        v.get("name").getAsString(), () -> {
+          String key = Fleet.idempotencyKey(v.get("run_id").getAsString(), v.get("instance_id").getAsString());
+          assertEquals(v.get("key").getAsString(), key);
+          assertTrue(key.getBytes(StandardCharsets.UTF_8).length <= max, key);
+        }));
+  }
+
+  @Test
+  void idempotencyKeysOfTheVectorsAreDistinct() {
+    List<String> keys = each(VECTORS.getAsJsonObject("idempotency_key"), "vectors")
+        .map(v -> v.getAsJsonObject().get("key").getAsString()).toList();
+    assertEquals(keys.size(), new HashSet<>(keys).size());
+  }
+
+  @TestFactory
+  Stream<DynamicTest> rejectedRunIds() {
+    return each(VECTORS.getAsJsonObject("idempotency_key"), "rejected_run_ids").map(JsonElement::getAsString)
+        .map(r -> DynamicTest.dynamicTest("'" + r + "'", () -> {
+          IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+              () -> Fleet.idempotencyKey(r, "i-1"));
+          assertTrue(e.getMessage().contains("run id"), e.getMessage());
+        }));
+  }
+
+  // --- strategy names
+
+  @TestFactory
+  Stream<DynamicTest> acceptedStrategyNames() {
+    return VECTORS.getAsJsonObject("strategy").getAsJsonObject("accepted").entrySet().stream()
+        .map(e -> DynamicTest.dynamicTest("'" + e.getKey() + "'",
+            () -> assertEquals(e.getValue().getAsString(), Strategy.parse(e.getKey()).wireName())));
+  }
+
+  @TestFactory
+  Stream<DynamicTest> rejectedStrategyNames() {
+    return each(VECTORS.getAsJsonObject("strategy"), "rejected").map(JsonElement::getAsString)
+        .map(n -> DynamicTest.dynamicTest("'" + n + "'", () -> {
+          IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Strategy.parse(n));
+          assertTrue(e.getMessage().contains("unknown strategy"), e.getMessage());
+        }));
+  }
+
+  @Test
+  void everyStrategyHasAVector() {
+    Set<String> canonical = VECTORS.getAsJsonObject("strategy").getAsJsonObject("accepted").entrySet().stream()
+        .map(e -> e.getValue().getAsString()).collect(Collectors.toSet());
+    assertEquals(Arrays.stream(Strategy.values()).map(Strategy::wireName).collect(Collectors.toSet()), canonical);
+  }
+
+  // --- failure budgets
+
+  /** A vector's max_errors: a JSON number is a count, a string is parsed. */
+  static FailureBudget budget(JsonElement e) {
+    return e.getAsJsonPrimitive().isNumber() ? FailureBudget.count(e.getAsInt()) : FailureBudget.parse(e.getAsString());
+  }
+
+  @TestFactory
+  Stream<DynamicTest> failureBudgets() {
+    return each(VECTORS.getAsJsonObject("failure_budget"), "vectors").map(JsonElement::getAsJsonObject)
+        .map(v -> DynamicTest.dynamicTest(v.get("max_errors") + " of " + v.get("instances"), () -> assertEquals(
+            v.get("allowed").getAsInt(), budget(v.get("max_errors")).allowed(v.get("instances").getAsInt()))));
+  }
+
+  @TestFactory
+  Stream<DynamicTest> rejectedFailureBudgets() {
+    return each(VECTORS.getAsJsonObject("failure_budget"), "rejected")
+        .map(b -> DynamicTest.dynamicTest(b.toString(),
+            () -> assertThrows(IllegalArgumentException.class, () -> budget(b))));
+  }
+
+  // --- option names and defaults
+
+  static String camel(String snake) {
+    StringBuilder sb = new StringBuilder();
+    boolean up = false;
+    for (char c : snake.toCharArray()) {
+      if (c == '_') {
+        up = true;
+      } else {
+        sb.append(up ? Character.toUpperCase(c) : c);
+        up = false;
+      }
+    }
+    return sb.toString();
+  }
+
+  /** An option's value as the vectors write it: durations in seconds, names, null for unset or unlimited. */
+  static Object plain(String name, Object v) {
+    if (v instanceof Duration d) {
+      return d.toMillis() / 1000.0;
+    }
+    if (v instanceof Strategy s) {
+      return s.wireName();
+    }
+    if (v instanceof FailureBudget b) {
+      return b.isPercent() ? b.toString() : (double) b.count();
+    }
+    if (name.equals("max_concurrency") && Integer.valueOf(0).equals(v)) {
+      return null; // 0 = unlimited
+    }
+    if (v instanceof Integer i) {
+      return i.doubleValue();
+    }
+    return v;
+  }
+
+  @Test
+  void optionNamesAndDefaults() throws Exception {
+    JsonObject options = VECTORS.getAsJsonObject("options");
+    RolloutOptions defaults = RolloutOptions.defaults();
+    List<String> expected = new ArrayList<>();
+    for (JsonElement e : options.getAsJsonArray("vectors")) {
+      JsonObject o = e.getAsJsonObject();
+      String name = camel(o.get("name").getAsString());
+      expected.add(name);
+      assertNotNull(Arrays.stream(RolloutOptions.Builder.class.getMethods())
+          .filter(m -> m.getName().equals(name)).findFirst().orElse(null), "Builder." + name);
+      Method accessor = RolloutOptions.class.getMethod(name);
+      JsonElement d = o.get("default");
+      Object want = d.isJsonNull() ? null
+          : d.getAsJsonPrimitive().isNumber() ? (Object) d.getAsDouble()
+          : d.getAsJsonPrimitive().isBoolean() ? (Object) d.getAsBoolean() : d.getAsString();
+      assertEquals(want, plain(o.get("name").getAsString(), accessor.invoke(defaults)), name);
+    }
+    List<String> components = Arrays.stream(RolloutOptions.class.getRecordComponents())
+        .map(RecordComponent::getName).toList();
+    assertEquals(expected, components, "RolloutOptions has exactly the shared option names, in order");
+    assertTrue(options.getAsJsonObject("deprecated").getAsJsonObject("java").entrySet().isEmpty(),
+        "the Java client has no deprecated option names to check");
+  }
+
+  @TestFactory
+  Stream<DynamicTest> rejectedMaxConcurrency() {
+    return each(VECTORS.getAsJsonObject("options"), "rejected_max_concurrency").map(JsonElement::getAsInt)
+        .map(n -> DynamicTest.dynamicTest(String.valueOf(n), () -> assertThrows(IllegalArgumentException.class,
+            () -> RolloutOptions.builder().maxConcurrency(n))));
+  }
+
+  @Test
+  void runIdsAndDuplicateInstancesAreRefusedBeforeAnythingStarts() {
+    Task task = Task.of("p", "a", Map.of());
+    Instance i = new Instance("i-1", "h", 1, "", "", "");
+    try (Fleet fleet = new Fleet(x -> {
+      throw new AssertionError("no client may be made");
+    })) {
+      assertThrows(IllegalArgumentException.class,
+          () -> fleet.run(List.of(i), task, RolloutOptions.defaults(), null, "a:b"));
+      assertThrows(IllegalArgumentException.class,
+          () -> fleet.submit(List.of(i), task, RolloutOptions.defaults(), ""));
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> fleet.run(List.of(i, i), task, RolloutOptions.defaults()));
+      assertTrue(e.getMessage().contains("duplicate"), e.getMessage());
+    }
+  }
+}
