@@ -113,7 +113,7 @@ def bolt_env(certs: Path) -> dict[str, str]:
     """Environment for running the `bolt` command with the session's client identity."""
     env = dict(os.environ)
     env.update(BOLT_CA=str(certs / "ca.crt"), BOLT_CERT=str(certs / "client.crt"), BOLT_KEY=str(certs / "client.key"))
-    env.pop("BOLT_CONFIG", None)
+    env.pop("BOLT_CLIENT_CONFIG", None)
     return env
 
 

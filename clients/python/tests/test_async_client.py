@@ -55,3 +55,33 @@ async def test_async_tls_error(agent: Agent, tmp_path: Path, certs: Path) -> Non
     async with c:
         with pytest.raises(TLSError):
             await c.health()
+
+
+async def test_a_cancelled_tail_never_reconnects_even_when_the_stream_ends_quietly(
+    agent: Agent, tls: TLSConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """grpc.aio can end a stream without an error when the reading task is
+    cancelled (Ctrl-C in `bolt fleet run`): the tail must stop, not reconnect."""
+    calls = 0
+
+    async def quiet_stream(self: AsyncBoltClient, execution_id: str, **_: object):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return  # swallowed, as the library may
+        yield  # an async generator
+
+    monkeypatch.setattr(AsyncBoltClient, "stream_output", quiet_stream)
+    async with AsyncBoltClient(agent.address, tls=tls) as c:
+        async def consume() -> None:
+            async for _ in c.tail("any"):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert task in done, "the tail reconnected after its task was cancelled"
+        assert task.cancelled() and calls == 1

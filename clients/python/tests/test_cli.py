@@ -74,7 +74,7 @@ def test_health_info_and_errors(agent: Agent, bolt_env: dict[str, str], tmp_path
     nf = bolt(bolt_env, "exec", agent.address, "bolt-test/nope")
     assert nf.returncode == 2 and "NOT_FOUND" in nf.stderr
     env = {k: v for k, v in bolt_env.items() if k not in ("BOLT_CA", "BOLT_CERT", "BOLT_KEY")}
-    env["BOLT_CONFIG"] = str(tmp_path / "absent.yaml")
+    env["BOLT_CLIENT_CONFIG"] = str(tmp_path / "absent.yaml")
     missing = bolt(env, "health", agent.address)
     assert missing.returncode == 2 and "BOLT_CA" in missing.stderr
     # certificates from flags and from a config file
@@ -82,7 +82,7 @@ def test_health_info_and_errors(agent: Agent, bolt_env: dict[str, str], tmp_path
     assert flags.returncode == 0, flags.stderr
     cfg = tmp_path / "bolt.yaml"
     cfg.write_text(f"ca: {bolt_env['BOLT_CA']}\ncert: {bolt_env['BOLT_CERT']}\nkey: {bolt_env['BOLT_KEY']}\n")
-    env["BOLT_CONFIG"] = str(cfg)
+    env["BOLT_CLIENT_CONFIG"] = str(cfg)
     assert bolt(env, "health", agent.address).returncode == 0
 
 

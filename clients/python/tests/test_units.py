@@ -95,14 +95,25 @@ def test_config_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert c.cert == "/flag/c.crt"  # flag beats file
     assert c.key == "/env/key.pem"  # env beats file
     assert c.timeout == 4.0 and c.port == 9443
-    monkeypatch.setenv("BOLT_CONFIG", str(cfg))
+    monkeypatch.setenv("BOLT_CLIENT_CONFIG", str(cfg))
     assert Config.load().ca == str(tmp_path / "certs" / "ca.crt")
+
+
+def test_the_agents_bolt_config_does_not_reach_the_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    agent_toml = tmp_path / "agent.toml"
+    agent_toml.write_text('listen = "127.0.0.1:7443"\n[exec]\nnice = 2\n')
+    monkeypatch.setenv("BOLT_CONFIG", str(agent_toml))
+    monkeypatch.delenv("BOLT_CLIENT_CONFIG", raising=False)
+    monkeypatch.delenv("BOLT_CA", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
+    c = Config.load()  # the agent's TOML is neither read nor an error
+    assert c.port == 7443 and c.ca is None
 
 
 def test_missing_tls_material_is_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for v in ("BOLT_CA", "BOLT_CERT", "BOLT_KEY"):
         monkeypatch.delenv(v, raising=False)
-    monkeypatch.setenv("BOLT_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("BOLT_CLIENT_CONFIG", str(tmp_path / "none.yaml"))
     with pytest.raises(ConfigError, match=r"ca \(--ca or BOLT_CA\)"):
         Config.load().tls()
     from bolt_client import BoltClient

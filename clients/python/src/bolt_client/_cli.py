@@ -1,7 +1,7 @@
 """The ``bolt`` command (installed with the package).
 
 Certificates come from ``--ca/--cert/--key``, else ``BOLT_CA``/``BOLT_CERT``/
-``BOLT_KEY``, else the config file (``--config``, ``BOLT_CONFIG`` or
+``BOLT_KEY``, else the config file (``--config``, ``BOLT_CLIENT_CONFIG`` or
 ``~/.config/bolt/config.yaml``). ``--json`` prints machine-readable output.
 Exit status: 0 success; 1 the action or a fleet run failed (``exec --follow``
 exits with the action's own exit code); 2 usage or client error (bad flags,
@@ -143,7 +143,7 @@ def _common(p: argparse.ArgumentParser, sub: bool) -> None:
     g.add_argument("--ca", default=d, help="CA certificate that signed the agents' certificates (env BOLT_CA)")
     g.add_argument("--cert", default=d, help="client certificate (env BOLT_CERT)")
     g.add_argument("--key", default=d, help="client private key (env BOLT_KEY)")
-    g.add_argument("--config", default=d, help="config file (env BOLT_CONFIG; default ~/.config/bolt/config.yaml)")
+    g.add_argument("--config", default=d, help="config file (env BOLT_CLIENT_CONFIG; default ~/.config/bolt/config.yaml)")
     g.add_argument("--server-name", default=d, help="name to verify in the agent certificate")
     g.add_argument("--timeout", type=float, default=d, help="deadline of each call in seconds (default 10)")
     g.add_argument("--json", action="store_true", default=False if not sub else argparse.SUPPRESS, help="JSON output")

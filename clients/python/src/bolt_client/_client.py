@@ -71,6 +71,14 @@ def parse_action_ref(ref: str) -> tuple[str, str]:
     return pack, action
 
 
+def _cancelling() -> bool:
+    """Whether the current task has been asked to stop (Python 3.11+ tracks
+    it; on 3.10 a swallowed cancellation cannot be seen)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if callable(cancelling) else False
+
+
 def _retryable(err: BoltError) -> bool:
     return isinstance(err, UnavailableError) and not isinstance(err, TLSError)
 
@@ -524,6 +532,10 @@ class AsyncBoltClient(_BaseClient):
                 )
             except BoltError as e:
                 err = e
+            # grpc.aio may end a stream quietly when the task reading it is
+            # cancelled (Ctrl-C): never reconnect past a cancellation.
+            if _cancelling():
+                raise asyncio.CancelledError()
             await asyncio.sleep(st.backoff_or_raise(err))
 
     async def wait(self, execution_id: str, *, timeout: float | None = None) -> Execution:

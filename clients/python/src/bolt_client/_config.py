@@ -2,7 +2,7 @@
 
 Certificate paths come from, in order: explicit arguments (CLI flags), the
 environment (``BOLT_CA``, ``BOLT_CERT``, ``BOLT_KEY``), then a config file
-(``BOLT_CONFIG`` or ``~/.config/bolt/config.yaml``; YAML or JSON with keys
+(``BOLT_CLIENT_CONFIG`` or ``~/.config/bolt/config.yaml``; YAML or JSON with keys
 ``ca``, ``cert``, ``key`` and optionally ``server_name``, ``port``, ``timeout``).
 """
 
@@ -32,7 +32,9 @@ KEEPALIVE_TIMEOUT_MS = 10_000
 ENV_CA = "BOLT_CA"
 ENV_CERT = "BOLT_CERT"
 ENV_KEY = "BOLT_KEY"
-ENV_CONFIG = "BOLT_CONFIG"
+#: The client's own name: ``BOLT_CONFIG`` is the agent's TOML config, and one
+#: variable meaning two files would break whichever was set for the other.
+ENV_CONFIG = "BOLT_CLIENT_CONFIG"
 
 
 def default_config_path() -> Path:

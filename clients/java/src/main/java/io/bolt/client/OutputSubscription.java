@@ -26,6 +26,8 @@ public final class OutputSubscription implements AutoCloseable {
   private volatile boolean cancelled;
   private volatile ClientCallStreamObserver<StreamOutputRequest> call;
   private int failures;
+  /** System.nanoTime() of the first failure since the last chunk. */
+  private long failingSince;
 
   private OutputSubscription(BoltClient client, String executionId, long offset, boolean follow,
       StreamObserver<OutputChunk> observer) {
@@ -91,8 +93,12 @@ public final class OutputSubscription implements AutoCloseable {
           return;
         }
         BoltException be = Errors.from(t);
-        failures++;
-        if (RetryPolicy.retryable(be) && failures < client.retryPolicy().maxAttempts()) {
+        if (failures++ == 0) {
+          failingSince = System.nanoTime();
+        }
+        // Reopened for as long as OutputTail reopens (an agent restarting on a busy host).
+        boolean spent = System.nanoTime() - failingSince > OutputTail.RECONNECT_FOR.toNanos();
+        if (RetryPolicy.retryable(be) && client.retryPolicy().maxAttempts() > 1 && !spent) {
           java.util.concurrent.CompletableFuture.delayedExecutor(
                   client.retryPolicy().backoff(failures + 1).toMillis(),
                   java.util.concurrent.TimeUnit.MILLISECONDS)

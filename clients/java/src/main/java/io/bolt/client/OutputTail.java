@@ -12,10 +12,15 @@ import java.util.Optional;
  * A live iterator over an execution's output (StreamOutput). {@link #hasNext()}
  * blocks until a chunk arrives or the stream ends. When the connection drops
  * (UNAVAILABLE) the stream is reopened from the offset after the last byte seen,
- * so no byte is delivered twice or lost. Close it to cancel the stream early.
- * Not thread-safe: one consumer.
+ * so no byte is delivered twice or lost; it keeps reconnecting for
+ * {@link #RECONNECT_FOR} (an agent restarting on a busy host), as the Python
+ * client's tail does. Close it to cancel the stream early. Not thread-safe:
+ * one consumer.
  */
 public final class OutputTail implements Iterator<OutputChunk>, AutoCloseable {
+  /** How long a broken stream is reopened before the error is thrown. */
+  public static final java.time.Duration RECONNECT_FOR = java.time.Duration.ofSeconds(30);
+
   private final BoltClient client;
   private final String executionId;
   private final boolean follow;
@@ -25,6 +30,8 @@ public final class OutputTail implements Iterator<OutputChunk>, AutoCloseable {
   private OutputChunk pending;
   private boolean done;
   private int failures;
+  /** System.nanoTime() of the first failure since the last chunk. */
+  private long failingSince;
   private Execution finalExecution;
 
   OutputTail(BoltClient client, String executionId, long offset, boolean follow) {
@@ -32,7 +39,6 @@ public final class OutputTail implements Iterator<OutputChunk>, AutoCloseable {
     this.executionId = executionId;
     this.nextOffset = offset;
     this.follow = follow;
-    
   }
 
   @Override
@@ -62,8 +68,11 @@ public final class OutputTail implements Iterator<OutputChunk>, AutoCloseable {
         BoltException be = Errors.from(e);
         cancelContext();
         stream = null;
-        failures++;
-        if (!RetryPolicy.retryable(be) || failures >= client.retryPolicy().maxAttempts()) {
+        if (failures++ == 0) {
+          failingSince = System.nanoTime();
+        }
+        boolean spent = System.nanoTime() - failingSince > RECONNECT_FOR.toNanos();
+        if (!RetryPolicy.retryable(be) || client.retryPolicy().maxAttempts() == 1 || spent) {
           done = true;
           throw be;
         }

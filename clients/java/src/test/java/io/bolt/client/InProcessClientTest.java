@@ -48,6 +48,8 @@ class InProcessClientTest {
     final AtomicInteger kills = new AtomicInteger();
     final AtomicInteger streamCalls = new AtomicInteger();
     final List<Long> streamOffsets = new CopyOnWriteArrayList<>();
+    /** Reopened streams refused before one is served (an agent restarting). */
+    final AtomicInteger streamOutages = new AtomicInteger();
 
     @Override
     public void execute(ExecuteRequest req, StreamObserver<ExecuteResponse> out) {
@@ -78,6 +80,10 @@ class InProcessClientTest {
       if (call == 1) {
         out.onNext(chunk(0, "hello "));
         out.onError(Status.UNAVAILABLE.withDescription("connection reset").asRuntimeException());
+        return;
+      }
+      if (streamOutages.getAndDecrement() > 0) {
+        out.onError(Status.UNAVAILABLE.withDescription("restarting").asRuntimeException());
         return;
       }
       out.onNext(chunk(req.getOffset(), "world"));
@@ -158,6 +164,18 @@ class InProcessClientTest {
     assertEquals("hello world", text.toString());
     assertEquals(List.of(0L, 6L), fake.streamOffsets);
     assertEquals(State.STATE_SUCCEEDED, last.getState());
+  }
+
+  @Test
+  void tailKeepsReconnectingThroughALongOutageNotJustForTheRetryAttempts() {
+    fake.streamOutages.set(12); // three times the policy's 4 attempts
+    StringBuilder text = new StringBuilder();
+    try (OutputTail tail = client().tail("e-1")) {
+      tail.forEachRemaining(c -> text.append(c.getData().toStringUtf8()));
+    }
+    assertEquals("hello world", text.toString());
+    assertEquals(14, fake.streamOffsets.size());
+    assertEquals(6L, fake.streamOffsets.get(13));
   }
 
   @Test
