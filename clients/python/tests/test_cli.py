@@ -148,7 +148,12 @@ def test_fleet_run_interrupted_then_resumed_with_its_run_id(agents: AgentFactory
 
     a = agents("i-int")
     args = ["fleet", "run", "-i", f"hosts:{a.address}", "--run-id", "rid-1", "bolt-test/sleep", "-a", "ticks=6", "-a", "interval=0.5"]
-    p = subprocess.Popen(bolt_cmd() + args, env=bolt_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C must reach the CLI even when this test runs from a background
+    # job, whose children inherit SIGINT ignored.
+    p = subprocess.Popen(
+        bolt_cmd() + args, env=bolt_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     with BoltClient(a.address, tls=tls) as c:
         deadline = time.monotonic() + 20
         while not c.list_executions(action="sleep").executions:
