@@ -105,7 +105,22 @@ impl<'a> Publisher<'a> {
     /// expiry; returns the new expiry. Run on a schedule shorter than the
     /// validity, so agents never see an expired index.
     pub async fn refresh(&self, stage: Stage) -> Result<String, PublishError> {
-        let mut first = Some(read_stage(self.remote, stage, &self.trusted).await?);
+        let first = read_stage(self.remote, stage, &self.trusted).await?;
+        let written = self.update_stage(stage, Some(first), |_, _| true).await?;
+        Ok(written.and_then(|index| index.expires_at).unwrap_or_default())
+    }
+
+    /// Read-modify-write of `stage`'s index under If-Match, retried when
+    /// another publisher wrote in between. `change` edits the index read
+    /// (rebuilt from the audit trail when missing; its second argument says
+    /// whether it existed) and says whether to write it. Returns the written
+    /// index, or None when there was nothing to change.
+    async fn update_stage(
+        &self,
+        stage: Stage,
+        mut first: Option<(StageIndex, Option<String>)>,
+        mut change: impl FnMut(&mut StageIndex, bool) -> bool,
+    ) -> Result<Option<StageIndex>, PublishError> {
         for _ in 0..STAGE_ATTEMPTS {
             let (mut index, etag) = match first.take() {
                 Some(read) => read,
@@ -114,10 +129,13 @@ impl<'a> Publisher<'a> {
             if etag.is_none() {
                 index = self.rebuild_stage(stage).await?;
             }
+            if !change(&mut index, etag.is_some()) {
+                return Ok(None);
+            }
             let bytes = self.seal_next(stage, &mut index)?;
             let key = self.remote.layout.stage(stage);
             if self.remote.put(&key, bytes, JSON, etag.as_deref()).await? == Put::Written {
-                return Ok(index.expires_at.unwrap_or_default());
+                return Ok(Some(index));
             }
         }
         Err(PublishError::Contended(stage))
@@ -330,27 +348,18 @@ impl<'a> Publisher<'a> {
         stage: Stage,
         pack: &str,
         entry: StageEntry,
-        mut first: Option<(StageIndex, Option<String>)>,
+        first: Option<(StageIndex, Option<String>)>,
     ) -> Result<bool, PublishError> {
-        for _ in 0..STAGE_ATTEMPTS {
-            let (mut index, etag) = match first.take() {
-                Some(read) => read,
-                None => read_stage(self.remote, stage, &self.trusted).await?,
-            };
-            if etag.is_none() {
-                index = self.rebuild_stage(stage).await?;
-            }
-            if index.packs.get(pack) == Some(&entry) && etag.is_some() {
-                return Ok(false);
-            }
-            index.packs.insert(pack.into(), entry.clone());
-            let bytes = self.seal_next(stage, &mut index)?;
-            let key = self.remote.layout.stage(stage);
-            if self.remote.put(&key, bytes, JSON, etag.as_deref()).await? == Put::Written {
-                return Ok(true);
-            }
-        }
-        Err(PublishError::Contended(stage))
+        let written = self
+            .update_stage(stage, first, |index, existed| {
+                if existed && index.packs.get(pack) == Some(&entry) {
+                    return false;
+                }
+                index.packs.insert(pack.into(), entry.clone());
+                true
+            })
+            .await?;
+        Ok(written.is_some())
     }
 
     /// A stage whose index is missing (deleted, or never written): what the
