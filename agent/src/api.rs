@@ -4,7 +4,7 @@
 mod convert;
 mod rpc_layer;
 mod service;
-mod status;
+pub(crate) mod status;
 
 pub use rpc_layer::RpcLayer;
 pub use service::{AgentState, BoltService};

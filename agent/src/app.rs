@@ -2,6 +2,9 @@
 //! until shutdown. Tests start an `App` on port 0 like `main` does.
 
 mod reload;
+mod watchdog;
+
+pub use reload::{request_reload, ReloadError, ReloadStatus, PID_FILE, RELOAD_STATUS_FILE};
 
 use std::{future::Future, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -139,9 +142,15 @@ impl App {
         if let Err(e) = files::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false) {
             tracing::warn!(error = %e, "cannot write agent.addr in the data folder");
         }
+        // For `bolt-agent reload`, which checks it names a serving agent.
+        let pid = std::process::id().to_string();
+        if let Err(e) = files::write_replace(&c.data_dir.join(PID_FILE), pid.as_bytes(), false) {
+            tracing::warn!(error = %e, "cannot write {PID_FILE} in the data folder");
+        }
         tracing::info!(addr = %local, version = crate::version(), instance = %c.instance.id, "listening");
         // systemd's Type=notify: ready once the listener is up (no-op elsewhere).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        watchdog::spawn(stop_rx.clone());
 
         if let (Some(addr), Some(registry)) = (c.telemetry.metrics_addr(), self.metrics.clone()) {
             // Metrics are not worth refusing to run for.
@@ -189,6 +198,7 @@ impl App {
                 tls: tls.clone(),
                 authz: authz.clone(),
                 registry: registry.clone(),
+                generation: 0,
             };
             reload::spawn_sighup(ctx, stop_rx.clone());
         }

@@ -45,6 +45,20 @@ enum Command {
         #[arg(long, env = "BOLT_METRICS_LISTEN")]
         metrics_listen: Option<String>,
     },
+    /// Reload the running agent's config and certificates (SIGHUP) and wait
+    /// for its verdict: exit 1 when they do not load (the unit's ExecReload=).
+    Reload {
+        #[arg(long, env = "BOLT_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "BOLT_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The agent's pid (systemd's $MAINPID); default: DATA_DIR/agent.pid.
+        #[arg(long)]
+        pid: Option<u32>,
+        /// How long to wait for the agent's verdict.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
     /// Packs: check, build, publish to S3, promote, list, audit.
     Pack {
         #[command(subcommand)]
@@ -113,6 +127,7 @@ fn main() -> ExitCode {
         Command::Run { config, listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen } => {
             run(config, Overrides { listen, tls_dir, packs_dir, data_dir, stage, app, metrics_listen })
         }
+        Command::Reload { config, data_dir, pid, wait } => reload(config, data_dir, pid, wait),
         Command::Pack { command } => pack::pack(command),
         Command::Keys { command } => pack::keys(command),
         Command::Certs { command: CertsCommand::Init { dir, sans, force, days } } => {
@@ -132,6 +147,24 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn reload(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    pid: Option<u32>,
+    wait: std::time::Duration,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = Config::load(config.as_deref(), Overrides { data_dir, ..Overrides::default() })
+        .context("the config does not load, so the agent was not asked to reload (it keeps its running config)")?;
+    let status = bolt_agent::app::request_reload(&config.data_dir, pid, wait)?;
+    if !status.ok {
+        anyhow::bail!("reload {} of pid {}: {}", status.generation, status.pid, status.message);
+    }
+    println!("{}", status.message);
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -10,6 +10,7 @@
 //!   (`api::rpc_layer`).
 
 mod json_lines;
+mod text_lines;
 pub mod metrics;
 pub mod prometheus;
 
@@ -121,7 +122,10 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
             .event_format(json_lines::FlatJson)
             .boxed(),
         // Colour only on a terminal: never escape codes in files or the journal.
-        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .fmt_fields(text_lines::TextFields)
+            .boxed(),
     };
     // The log level filters the log lines only: spans are exported at info
     // whatever the logs show.
@@ -139,3 +143,4 @@ pub fn init(config: &Config) -> Result<Telemetry, TelemetryError> {
     let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
     Ok(Telemetry { meters, tracer, registry })
 }
+

@@ -38,6 +38,18 @@ pub enum ArgError {
 }
 
 impl ArgError {
+    /// The request field at fault, as a `google.rpc.BadRequest` field path:
+    /// `args.NAME` for one argument, `args` for them all.
+    pub fn field(&self) -> String {
+        match self {
+            Self::Unknown(name, _)
+            | Self::Missing(name)
+            | Self::Invalid { name, .. }
+            | Self::TooLarge { name, .. } => format!("args.{name}"),
+            Self::TotalTooLarge { .. } => "args".to_owned(),
+        }
+    }
+
     /// Whether the error is about a size limit rather than a bad value.
     pub fn is_limit(&self) -> bool {
         matches!(self, Self::TooLarge { .. } | Self::TotalTooLarge { .. })
@@ -268,6 +280,18 @@ mod tests {
         let big = "x".repeat(2000);
         let err = bind(&a, &p, &args(&[("days", "3"), ("keyspace", &big)]), LIMITS).expect_err("too big");
         assert!(err.is_limit() && err.to_string().contains("limits.max_arg_bytes"), "{err}");
+        assert_eq!(err.field(), "args.keyspace");
+    }
+
+    #[test]
+    fn errors_name_the_field_at_fault() {
+        let (a, p) = action();
+        let unknown = bind(&a, &p, &args(&[("days", "3"), ("nope", "1")]), LIMITS).expect_err("unknown");
+        assert_eq!(unknown.field(), "args.nope");
+        let missing = bind(&a, &p, &args(&[]), LIMITS).expect_err("missing");
+        assert_eq!(missing.field(), "args.days");
+        let total = ArgError::TotalTooLarge { size: 10, limit: 1 };
+        assert_eq!(total.field(), "args");
     }
 
     #[test]

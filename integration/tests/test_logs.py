@@ -31,6 +31,9 @@ def test_every_line_about_an_execution_names_it(make_agent: Callable[..., Agent]
     assert line["caller"] and line["level"] == "INFO" and line["span"] == "end", line
     about = [l for l in lines(a) if l.get("id") == eid]
     assert {"execute", "ended"} <= {l.get("message") for l in about}, about
+    # The audit line's arguments are a JSON object, not JSON inside a string.
+    audit = next(l for l in about if l.get("message") == "execute" and l.get("target") == "audit")
+    assert isinstance(audit["args"], dict) and audit["args"]["msg"] == "hi", audit
     for l in about:
         assert isinstance(l.get("span", ""), str) and "\x1b[" not in json.dumps(l), l
 
@@ -42,3 +45,9 @@ def test_text_logs_written_to_a_file_have_no_colour_codes(make_agent: Callable[.
     wait_state(c, eid)
     text = wait_until(lambda: (t := a.log_path.read_text(errors="replace")) and eid in t and t, 10, "a line naming the execution")
     assert "\x1b[" not in text, text[:2000]
+    # Short lines that say each thing once: no OpenTelemetry bookkeeping, and the
+    # caller (and pack) named once per line though three spans know them.
+    for line in (l for l in text.splitlines() if eid in l):
+        assert "otel." not in line and "rpc.system" not in line, line
+        assert line.count("caller=") <= 1 and line.count("pack=") <= 1, line
+        assert len(line) < 300, (len(line), line)

@@ -117,8 +117,8 @@ def _verify(unit: Path) -> None:
 
 
 def _with_exec_start(unit_text: str, binary: Path) -> str:
-    new, n = re.subn(r"(?m)^ExecStart=/usr/bin/bolt-agent ", f"ExecStart={binary} ", unit_text)
-    assert n == 1, "ExecStart must run /usr/bin/bolt-agent"
+    new, n = re.subn(r"(?m)^(Exec(?:Start|Reload))=/usr/bin/bolt-agent ", rf"\1={binary} ", unit_text)
+    assert n == 2, "ExecStart and ExecReload must run /usr/bin/bolt-agent"
     return new
 
 
@@ -148,6 +148,9 @@ def test_unit_keeps_actions_alive_and_unrestricted() -> None:
     assert d["Service.Type"] == ["notify"]
     assert d["Service.NotifyAccess"] == ["main"]
     assert d["Service.ExecStart"] == ["/usr/bin/bolt-agent run --config /etc/bolt/agent.toml"]
+    # A synchronous reload that fails when the new config does not load, and a watchdog.
+    assert d["Service.ExecReload"] == ["/usr/bin/bolt-agent reload --config /etc/bolt/agent.toml --pid $MAINPID"]
+    assert d["Service.WatchdogSec"] == ["30s"]
     assert d["Service.KillMode"] == ["process"], "a restart must not kill supervisors and actions"
     assert d["Service.Restart"] == ["on-failure"]
     assert d["Service.Delegate"] == ["yes"]

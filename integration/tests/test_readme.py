@@ -528,6 +528,24 @@ def test_the_readme_bolt_cli(dev_agent: DevAgent) -> None:
     assert ran[:2] == ["exec", "history"], ran
 
 
+PYTHON_README = REPO / "clients" / "python" / "README.md"
+
+
+def test_the_python_client_readme_example(dev_agent: DevAgent) -> None:
+    """clients/python/README.md's first example, as written, against make run's agent."""
+    text_ = PYTHON_README.read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text_, flags=re.S)
+    first = next((b for b in blocks if "BoltClient(" in b and README_ADDR in b), None)
+    if first is None:
+        pytest.fail(f"{PYTHON_README}: no ```python block with BoltClient({README_ADDR!r}, ...) any more")
+    code = substitute(first, dev_agent)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, f"the Python README's example failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+    assert "demo/progress True ['seconds', 'label']" in r.stdout, r.stdout
+    assert "largest folders under /tmp (KiB):" in r.stdout and "task: 2/30 (6%)" in r.stdout, r.stdout
+    assert "SERVING" in r.stdout.splitlines()[-1], r.stdout
+
+
 def test_stopping_make_runs_agent_leaves_no_process(dev_agent: DevAgent) -> None:
     """Last of the make-run tests: every action has ended, so SIGTERM (Ctrl-C)
     must leave nothing behind: no spawner, no supervisor, no action."""

@@ -96,3 +96,104 @@ def test_an_invalid_revoked_serial_is_refused_at_start(tmp_path) -> None:  # typ
     cfg.write_text('[tls]\nrevoked_serials = ["not-hex"]\n')
     r = subprocess.run([str(agent_bin()), "run", "--config", str(cfg), "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=20)
     assert r.returncode != 0 and "tls.revoked_serials" in r.stderr, r.stderr
+
+
+def _reload(a: Agent, *extra: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+
+    from bolt_testing import agent_bin
+
+    return subprocess.run(
+        [str(agent_bin()), "reload", "--config", str(a.config_path), "--data-dir", str(a.data_dir), "--wait", "10s", *extra],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+def test_bolt_agent_reload_waits_for_the_verdict(make_agent: Callable[..., Agent]) -> None:
+    """`bolt-agent reload` (the unit's ExecReload=) returns once the agent has
+    reloaded, and fails when the new config does not load."""
+    import json
+    import os
+
+    a = make_agent(config=READ_EXECUTE)
+    s = client_for(a)
+    a.config_path.write_text(READ_ONLY + "[limits]\nmax_running = 3\n")
+    r = _reload(a)
+    assert r.returncode == 0, r.stderr
+    assert "reloaded: certificates, authz" in r.stdout and "at the next restart: limits" in r.stdout, r.stdout
+    # In force when the command returns: no waiting here.
+    code, _ = code_of(lambda: execute(s, "noop"))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    status = json.loads((a.data_dir / "reload.json").read_text())
+    assert a.proc is not None and status["pid"] == a.proc.pid and status["generation"] == 1 and status["ok"] is True
+
+    a.config_path.write_text("[limits\n")
+    bad = _reload(a)
+    assert bad.returncode == 1 and "the agent was not asked to reload" in bad.stderr, bad.stderr
+    assert "unclosed table" in bad.stderr
+    # A config that loads but certificates that do not: the agent says so.
+    a.config_path.write_text(READ_ONLY)
+    cert = a.certs / "agent.crt"
+    good = cert.read_bytes()
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    try:
+        bad = _reload(a)
+    finally:
+        cert.write_bytes(good)
+    assert bad.returncode == 1 and "reload 2 of pid" in bad.stderr, bad.stderr
+    assert "certificates cannot be loaded; keeping the previous ones" in bad.stderr
+    assert healthy(s)
+
+    # A stale pid file naming another process: refused, nothing signalled.
+    (a.data_dir / "agent.pid").write_text(str(os.getpid()))
+    stale = _reload(a)
+    assert stale.returncode == 1 and "is not a serving bolt-agent" in stale.stderr, stale.stderr
+    assert json.loads((a.data_dir / "reload.json").read_text())["generation"] == 2
+    # With the pid given (systemd's $MAINPID), the file is not read.
+    a.config_path.write_text(READ_EXECUTE)
+    assert _reload(a, "--pid", str(a.proc.pid)).returncode == 0
+    assert wait_state(s, execute(s, "noop")).state is State.SUCCEEDED
+
+
+def test_systemd_watchdog_and_reload_notifications(make_agent: Callable[..., Agent]) -> None:
+    """With WatchdogSec= (WATCHDOG_USEC), WATCHDOG=1 keeps coming three times a
+    period; a reload says RELOADING=1 then READY=1, as Type=notify expects."""
+    import os
+    import socket
+    import tempfile
+    import time
+
+    path = os.path.join(tempfile.mkdtemp(prefix="bolt-wd-", dir="/tmp"), "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    seen: list[tuple[float, str]] = []
+
+    def drain(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            seen.extend((time.monotonic(), line) for line in data.decode().splitlines() if line)
+
+    try:
+        a = make_agent(env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "900000"})
+        drain(3.0)
+        states = [s for _, s in seen]
+        assert "READY=1" in states, states
+        pings = [t for t, s in seen if s == "WATCHDOG=1"]
+        assert len(pings) >= 6, states  # every 0.3 s
+        assert max(b - a for a, b in zip(pings, pings[1:])) < 0.9, pings
+        seen.clear()
+        assert a.proc is not None
+        a.proc.send_signal(signal.SIGHUP)
+        drain(2.0)
+        states = [s for _, s in seen if s != "WATCHDOG=1"]
+        assert "RELOADING=1" in states and any(s.startswith("MONOTONIC_USEC=") for s in states), states
+        assert states.index("READY=1") > states.index("RELOADING=1"), states
+        assert any(s.startswith("STATUS=reloaded") for s in states), states
+    finally:
+        sock.close()
+        os.unlink(path)

@@ -41,7 +41,7 @@ def stub_for(a: Agent, cert: Path | None = None, key: Path | None = None) -> bol
 
 def execute(client: BoltClient, action: str, timeout: float | None = None, key: str | None = None, **args: Any) -> str:
     """Starts ``bolt-test/<action>``; returns the execution id."""
-    return client.execute("bolt-test", action, args, idempotency_key=key, timeout=timeout).execution_id
+    return client.execute("bolt-test", action, args, idempotency_key=key, action_timeout=timeout).execution_id
 
 
 def get(client: BoltClient, eid: str) -> Execution:

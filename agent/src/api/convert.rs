@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bolt_proto::v1 as pb;
 use tonic::Status;
 
+use super::status::invalid_field;
+
 use crate::{
     exec::output::Chunk,
     files,
@@ -28,7 +30,7 @@ pub fn duration(d: Duration) -> prost_types::Duration {
 #[allow(clippy::result_large_err)]
 pub fn from_duration(field: &str, d: &prost_types::Duration) -> Result<Duration, Status> {
     if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 {
-        return Err(Status::invalid_argument(format!("{field} must be a non-negative duration")));
+        return Err(invalid_field(field, format!("{field} must be a non-negative duration")));
     }
     Ok(Duration::new(d.seconds as u64, d.nanos as u32))
 }
@@ -65,7 +67,7 @@ pub fn state_from(v: i32) -> Result<ExecState, Status> {
         Ok(pb::State::Killed) => ExecState::Killed,
         Ok(pb::State::OomKilled) => ExecState::OomKilled,
         Ok(pb::State::Lost) => ExecState::Lost,
-        _ => return Err(Status::invalid_argument(format!("unknown state {v}"))),
+        _ => return Err(invalid_field("states", format!("unknown state {v}"))),
     })
 }
 
@@ -149,7 +151,7 @@ pub fn name_filter(field: &str, name: &str) -> Result<(), Status> {
     if name.is_empty() || crate::packs::manifest::valid_name(name) {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!(
+        Err(invalid_field(field, format!(
             "invalid {field} {:?}: names are [a-z0-9][a-z0-9-]*",
             name.chars().take(80).collect::<String>()
         )))
@@ -161,7 +163,7 @@ pub fn name_filter(field: &str, name: &str) -> Result<(), Status> {
 #[allow(clippy::result_large_err)]
 pub fn execution_id(id: &str) -> Result<String, Status> {
     uuid::Uuid::try_parse(id).map(|u| u.hyphenated().to_string()).map_err(|_| {
-        Status::invalid_argument(format!(
+        invalid_field("execution_id", format!(
             "{:?} is not an execution id",
             id.chars().take(80).collect::<String>()
         ))

@@ -196,7 +196,7 @@ type OutputStream = Pin<Box<dyn Stream<Item = Result<pb::OutputChunk, Status>> +
 
 #[tonic::async_trait]
 impl Bolt for BoltService {
-    #[tracing::instrument(skip_all, fields(rpc = "ListActions"))]
+    #[tracing::instrument(skip_all)]
     async fn list_actions(
         &self,
         req: Request<pb::ListActionsRequest>,
@@ -216,7 +216,7 @@ impl Bolt for BoltService {
         Ok(Response::new(pb::ListActionsResponse { actions }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Execute", caller, pack, action))]
+    #[tracing::instrument(skip_all, fields(caller, pack, action))]
     async fn execute(
         &self,
         req: Request<pb::ExecuteRequest>,
@@ -265,7 +265,7 @@ impl Bolt for BoltService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetExecution"))]
+    #[tracing::instrument(skip_all)]
     async fn get_execution(
         &self,
         req: Request<pb::GetExecutionRequest>,
@@ -278,7 +278,7 @@ impl Bolt for BoltService {
         Ok(Response::new(convert::execution(&rec)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "ListExecutions"))]
+    #[tracing::instrument(skip_all)]
     async fn list_executions(
         &self,
         req: Request<pb::ListExecutionsRequest>,
@@ -331,7 +331,7 @@ impl Bolt for BoltService {
 
     type StreamOutputStream = OutputStream;
 
-    #[tracing::instrument(skip_all, fields(rpc = "StreamOutput"))]
+    #[tracing::instrument(skip_all)]
     async fn stream_output(
         &self,
         req: Request<pb::StreamOutputRequest>,
@@ -359,7 +359,7 @@ impl Bolt for BoltService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "Kill"))]
+    #[tracing::instrument(skip_all)]
     async fn kill(&self, req: Request<pb::KillRequest>) -> Result<Response<pb::KillResponse>, Status> {
         let who = identity(&req)?;
         let r = req.into_inner();
@@ -375,7 +375,7 @@ impl Bolt for BoltService {
         }
         let grace = r.grace.as_ref().map(|d| convert::from_duration("grace", d)).transpose()?;
         if grace.is_some_and(|g| g > MAX_KILL_GRACE) {
-            return Err(Status::invalid_argument(format!(
+            return Err(super::status::invalid_field("grace", format!(
                 "grace must be at most {}s",
                 MAX_KILL_GRACE.as_secs()
             )));
@@ -393,7 +393,7 @@ impl Bolt for BoltService {
         Ok(Response::new(self.health()))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "GetAgentInfo"))]
+    #[tracing::instrument(skip_all)]
     async fn get_agent_info(
         &self,
         req: Request<pb::GetAgentInfoRequest>,

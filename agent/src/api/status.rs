@@ -1,6 +1,19 @@
-//! The one place where domain errors become gRPC statuses.
+//! The one place where domain errors become gRPC statuses. A refused field
+//! also travels as a `google.rpc.BadRequest` detail (field path and why), so a
+//! program can tell which argument was refused without reading the message.
 
 use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// A status naming the request field at fault (`pack`, `args.count`, `grace`, ...).
+pub fn bad_field(code: Code, field: &str, message: String) -> Status {
+    Status::with_error_details(code, message.clone(), ErrorDetails::with_bad_request_violation(field, message))
+}
+
+/// INVALID_ARGUMENT about one field.
+pub fn invalid_field(field: &str, message: String) -> Status {
+    bad_field(Code::InvalidArgument, field, message)
+}
 
 use crate::{
     authz::Denied,
@@ -12,11 +25,11 @@ use crate::{
 
 impl From<ResolveError> for Status {
     fn from(e: ResolveError) -> Self {
-        let code = match e {
-            ResolveError::BadPackName(_) | ResolveError::BadActionName(_) => Code::InvalidArgument,
-            ResolveError::NoPack(_) | ResolveError::NoAction { .. } => Code::NotFound,
-        };
-        Status::new(code, e.to_string())
+        match e {
+            ResolveError::BadPackName(_) => invalid_field("pack", e.to_string()),
+            ResolveError::BadActionName(_) => invalid_field("action", e.to_string()),
+            ResolveError::NoPack(_) | ResolveError::NoAction { .. } => Status::not_found(e.to_string()),
+        }
     }
 }
 
@@ -35,6 +48,9 @@ impl From<ExecError> for Status {
         };
         if code == Code::Internal {
             tracing::error!(error = %e, "internal error");
+        }
+        if let ExecError::Args(a) = &e {
+            return bad_field(code, &a.field(), e.to_string());
         }
         Status::new(code, e.to_string())
     }

@@ -108,8 +108,16 @@ impl Executor {
         dev_build.hand_over();
         let spec = spec::assemble(&self.inner.cfg, &req.action, bound, &record, run_as);
         crate::telemetry::metrics::execution_started(&record.pack, &record.action);
-        let span = tracing::info_span!("execution", id = %record.id, caller = %record.caller, pack = %record.pack, action = %record.action);
-        tracing::info!(target: "audit", parent: &span, args = ?record.args, timeout_ms = record.timeout_ms, "execute");
+        // Inside the Execute call's span, which names caller, pack and action
+        // already: the id is all this one adds (recovery's span names them all).
+        let span = tracing::info_span!("execution", id = %record.id);
+        tracing::info!(
+            target: "audit",
+            parent: &span,
+            args_json = %serde_json::to_string(&record.args).unwrap_or_default(),
+            timeout_ms = record.timeout_ms,
+            "execute"
+        );
         let this = self.clone();
         let id = record.id.clone();
         tokio::spawn(async move { this.launch(id, spec).await }.instrument(span));

@@ -2,7 +2,9 @@
 //! line: the `ended` line of an execution carries its `id`, caller, pack and
 //! action like every other line about it, so one `jq 'select(.id == …)'`
 //! finds them all. Inner spans win over outer ones, the event's own fields
-//! over both; `span` names the innermost span.
+//! over both; `span` names the innermost span. A field named `*_json` that
+//! holds a JSON text (the audit line's `args_json`) is embedded as a value
+//! under the name without the suffix, not as a string holding JSON.
 
 use std::fmt;
 
@@ -61,9 +63,21 @@ fn now() -> String {
 /// Event fields as JSON values: numbers and booleans stay typed.
 struct Visitor<'a>(&'a mut Map<String, Value>);
 
+impl Visitor<'_> {
+    fn text(&mut self, name: &str, value: String) {
+        if let Some(base) = name.strip_suffix("_json") {
+            if let Ok(v) = serde_json::from_str::<Value>(&value) {
+                self.0.insert(base.into(), v);
+                return;
+            }
+        }
+        self.0.insert(name.into(), value.into());
+    }
+}
+
 impl tracing::field::Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), value.into());
+        self.text(field.name(), value.to_owned());
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -83,7 +97,7 @@ impl tracing::field::Visit for Visitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), format!("{value:?}").into());
+        self.text(field.name(), format!("{value:?}"));
     }
 }
 
@@ -131,10 +145,11 @@ mod tests {
             let end = tracing::info_span!("end", pack = "inner");
             let _x = end.enter();
             tracing::info!(state = "succeeded", exit_code = 0, ok = true, "ended");
+            tracing::info!(args_json = r#"{"msg":"a \"b\""}"#, broken_json = "{no", "execute");
         });
         let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
-        let line: Value = serde_json::from_str(text.trim()).expect("one JSON object");
-        assert_eq!(text.lines().count(), 1);
+        assert_eq!(text.lines().count(), 2);
+        let line: Value = serde_json::from_str(text.lines().next().expect("a line")).expect("one JSON object");
         assert_eq!(line["id"], "e-1");
         assert_eq!(line["caller"], "alice");
         assert_eq!(line["pack"], "inner", "the inner span wins");
@@ -144,5 +159,8 @@ mod tests {
         assert_eq!(line["span"], "end");
         assert_eq!(line["level"], "INFO");
         assert!(line["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        let audit: Value = serde_json::from_str(text.lines().nth(1).expect("a line")).expect("JSON");
+        assert_eq!(audit["args"]["msg"], "a \"b\"", "JSON text embedded as an object");
+        assert_eq!(audit["broken_json"], "{no", "not JSON: kept as the string it is");
     }
 }

@@ -13,9 +13,10 @@ import io.bolt.client.fleet.FleetReport;
 import io.bolt.client.fleet.RolloutOptions;
 import io.bolt.client.fleet.Strategy;
 import io.bolt.client.fleet.Task;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.v1.AgentInfo;
 import io.bolt.v1.ExecuteRequest;
+import io.bolt.v1.Instance;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -42,8 +43,8 @@ public class BoltExample {
       System.out.printf("agent %s on %s (%s), %d packs%n", info.getVersion(),
           info.getInstance().getInstanceId(), info.getInstance().getAvailabilityZone(), info.getPacksCount());
       RunResult r = client.run(
-          ExecuteRequest.newBuilder().setPack("bolt-test").setAction("sleep")
-              .putArgs("ticks", "3").putArgs("interval", "0.2").build(),
+          ExecuteRequest.newBuilder().setPack("demo").setAction("progress")
+              .putArgs("seconds", "3").build(),
           chunk -> System.out.print(chunk.getData().toStringUtf8()), 1 << 20);
       System.out.printf("%s ended %s%n", r.executionId(), r.state());
     } catch (BoltException e) {
@@ -52,18 +53,18 @@ public class BoltExample {
     }
 
     // A fleet: one availability zone at a time, stop at the second error.
-    List<Instance> inventory = new ArrayList<>();
+    List<InventoryInstance> inventory = new ArrayList<>();
     for (int i = 1; i < args.length; i++) {
       HostPort hp = HostPort.parse(args[i], BoltClient.DEFAULT_PORT);
       try (BoltClient c = BoltClient.newBuilder().target(hp.host(), hp.port()).tlsDir(tls).build()) {
-        var inst = c.agentInfo().getInstance(); // labels straight from each agent
-        inventory.add(new Instance(inst.getInstanceId(), hp.host(), hp.port(), inst.getApp(),
+        Instance inst = c.agentInfo().getInstance(); // labels straight from each agent
+        inventory.add(new InventoryInstance(inst.getInstanceId(), hp.host(), hp.port(), inst.getApp(),
             inst.getAvailabilityZone(), inst.getRegion()));
       }
     }
     try (Fleet fleet = Fleet.withTlsDir(tls)) {
       FleetReport report = fleet.run(inventory,
-          Task.of("bolt-test", "echo", Map.of("msg", "hello from Java")),
+          Task.of("disk-usage", "top-dirs", Map.of("path", "/tmp", "count", "3")),
           RolloutOptions.builder().strategy(Strategy.AZ).maxErrors(FailureBudget.count(1)).healthGate(true).build());
       System.out.print(report.table());
     }

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bolt_client import AsyncBoltClient, InvalidArgumentError, NotFoundError, State, TLSConfig, TLSError
+from bolt_client import (
+    AsyncBoltClient, InvalidArgumentError, NotFoundError, State, TLSConfig, TLSError, UnavailableError,
+)
 
 from bolt_testing import Agent
 from conftest import make_certs
@@ -53,8 +55,19 @@ async def test_async_tls_error(agent: Agent, tmp_path: Path, certs: Path) -> Non
     other = make_certs(tmp_path / "other")
     c = AsyncBoltClient(agent.address, ca=other / "ca.crt", cert=certs / "client.crt", key=certs / "client.key", timeout=5)
     async with c:
-        with pytest.raises(TLSError):
+        with pytest.raises(TLSError, match="the agent's certificate failed verification"):
             await c.health()
+    c = AsyncBoltClient(agent.address, ca=certs / "ca.crt", cert=other / "client.crt", key=other / "client.key", timeout=5)
+    async with c:
+        with pytest.raises(TLSError, match="TLS refused"):
+            await c.health()
+
+
+async def test_async_unreachable_agent_named_like_tls_is_not_a_tls_error(tls: TLSConfig) -> None:
+    async with AsyncBoltClient("tls-agent-7.example:7443", tls=tls, timeout=3) as c:
+        with pytest.raises(UnavailableError, match="cannot resolve host name") as e:
+            await c.health()
+        assert not isinstance(e.value, TLSError)
 
 
 async def test_a_cancelled_tail_never_reconnects_even_when_the_stream_ends_quietly(

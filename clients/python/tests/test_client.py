@@ -184,12 +184,30 @@ def test_mtls_wrong_ca_is_a_clear_tls_error(agent: Agent, tmp_path: Path, certs:
     addr = agent.address
     # The agent's certificate is not signed by the CA we trust.
     with BoltClient(addr, ca=other / "ca.crt", cert=certs / "client.crt", key=certs / "client.key", timeout=5) as c:
-        with pytest.raises(TLSError, match="TLS handshake failed"):
+        t0 = time.monotonic()
+        with pytest.raises(TLSError, match="TLS handshake failed: the agent's certificate failed verification") as e:
             c.health()
+        assert time.monotonic() - t0 < 2  # never retried
+        assert str(e.value).startswith(f"{c.target}: Health failed:") and "\n" not in str(e.value)
     # Our client certificate is not signed by the CA the agent trusts.
     with BoltClient(addr, ca=certs / "ca.crt", cert=other / "client.crt", key=other / "client.key", timeout=5) as c:
-        with pytest.raises(TLSError, match="TLS handshake failed"):
+        with pytest.raises(TLSError, match="TLS handshake failed: TLS refused") as e:
             c.health()
+        assert e.value.target == c.target and e.value.method == "Health"
+
+
+def test_connection_failures_are_told_by_type_not_by_words(tls: TLSConfig) -> None:
+    # An agent whose name holds "tls", "handshake", "alert" and "ssl" is still only unreachable.
+    with BoltClient("tls-handshake-alert.ssl.example:7443", tls=tls, timeout=3) as c:
+        with pytest.raises(UnavailableError, match="cannot resolve host name") as e:
+            c.health()
+        assert not isinstance(e.value, TLSError)
+        assert str(e.value).startswith("tls-handshake-alert.ssl.example:7443: Health failed: UNAVAILABLE:")
+    port = free_port()
+    with BoltClient(f"127.0.0.1:{port}", tls=tls, timeout=3) as c:
+        with pytest.raises(UnavailableError, match="connection refused") as e:
+            c.list_actions()
+        assert not isinstance(e.value, TLSError) and e.value.details.startswith("connection refused")
 
 
 def test_closed_client_refuses_calls(agent: Agent, tls: TLSConfig) -> None:
@@ -206,3 +224,24 @@ def test_execute_can_name_a_dev_build(client: BoltClient) -> None:
 
     with pytest.raises(PermissionDeniedError, match="may not dev"):
         client.execute("bolt-test", "echo", {"message": "x"}, dev_build=DevBuild(version="1.0.0"))
+
+
+def test_refused_fields_are_named_in_structured_details(client: BoltClient) -> None:
+    from bolt_client import FieldViolation, InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as e:
+        client.execute("bolt-test", "echo", {"msg": "x", "count": "many"})
+    assert [v.field for v in e.value.field_violations] == ["args.count"], e.value.field_violations
+    assert "count" in e.value.field_violations[0].description
+    with pytest.raises(InvalidArgumentError) as e:
+        client.execute("bolt-test", "echo", {"msg": "x", "nope": "1"})
+    assert e.value.field_violations == (FieldViolation("args.nope", e.value.details),)
+    with pytest.raises(InvalidArgumentError) as e:
+        client.execute("Bad_Pack", "echo", {})
+    assert [v.field for v in e.value.field_violations] == ["pack"]
+    with pytest.raises(InvalidArgumentError) as e:
+        client.get_execution("not-an-id")
+    assert [v.field for v in e.value.field_violations] == ["execution_id"]
+    with pytest.raises(NotFoundError) as nf:
+        client.execute("no-such-pack", "echo", {})
+    assert nf.value.field_violations == ()  # not about a field: nothing to point at

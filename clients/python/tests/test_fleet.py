@@ -76,7 +76,7 @@ async def test_kill_handles_later(agents: AgentFactory, tls: TLSConfig) -> None:
     again = [Handle.from_dict(json.loads(json.dumps(h.to_dict()))) for h in handles]
     async with Fleet(tls=tls) as fleet:
         results = await fleet.kill(again, grace=1)
-        assert all(not isinstance(r, Exception) and not r.already_ended for r in results)
+        assert all(r is not None and not isinstance(r, Exception) and not r.already_ended for r in results)
         done = await fleet.wait(again, timeout=20)
         assert [r.outcome for r in done] == [Outcome.KILLED, Outcome.KILLED]
         chunks = [c async for c in fleet.tail(again[0])]

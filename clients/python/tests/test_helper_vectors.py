@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from bolt_client import ConfigError, FleetOptions, Strategy, allowed_errors, idempotency_key
+from bolt_client import ConfigError, FleetOptions, Strategy, allowed_errors, concurrency_limit, idempotency_key
 
 from conftest import SCENARIOS
 
@@ -19,6 +19,7 @@ KEYS = VECTORS["idempotency_key"]
 STRATEGIES = VECTORS["strategy"]
 BUDGETS = VECTORS["failure_budget"]
 OPTIONS = VECTORS["options"]
+CONCURRENCY = VECTORS["concurrency"]
 
 
 @pytest.mark.parametrize("v", KEYS["vectors"], ids=[v["name"] for v in KEYS["vectors"]])
@@ -94,3 +95,19 @@ def test_deprecated_option_names_still_work(old: str, new: str) -> None:
     with pytest.deprecated_call():
         opts = FleetOptions(**{old: 42})  # type: ignore[arg-type]
     assert getattr(opts, new) == 42
+
+
+@pytest.mark.parametrize(
+    "v", CONCURRENCY["vectors"], ids=[f"{v['max_concurrency']!r}-of-{v['group_size']}" for v in CONCURRENCY["vectors"]]
+)
+def test_concurrency_limit(v: dict[str, Any]) -> None:
+    assert concurrency_limit(v["max_concurrency"], v["group_size"]) == v["limit"]
+    assert FleetOptions(strategy=Strategy.PARALLEL, max_concurrency=v["max_concurrency"]).max_concurrency == v["max_concurrency"]
+
+
+@pytest.mark.parametrize("spec", CONCURRENCY["rejected"], ids=[repr(s) for s in CONCURRENCY["rejected"]])
+def test_concurrency_limit_rejects(spec: Any) -> None:
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        concurrency_limit(spec, 10)
+    with pytest.raises(ConfigError, match="max_concurrency"):
+        FleetOptions(max_concurrency=spec)

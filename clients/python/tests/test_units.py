@@ -5,16 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import grpc
 import pytest
 
 from bolt_client import (
-    AlreadyExistsError, Config, ConfigError, DeadlineExceededError, FleetOptions, Instance,
-    InvalidArgumentError, NotFoundError, PermissionDeniedError, ServerError, State, Strategy, TLSError,
-    UnauthenticatedError, UnavailableError, allowed_errors, parse_action_ref, plan_groups,
+    Config, ConfigError, FleetOptions, Instance, State, Strategy, allowed_errors, parse_action_ref, plan_groups,
 )
 from bolt_client._config import normalize_target
-from bolt_client._exceptions import from_rpc_error
 
 FLEET = [
     Instance("a1", "h1", availability_zone="us-east-1a", region="us-east-1"),
@@ -120,48 +116,6 @@ def test_missing_tls_material_is_a_clear_config_error(tmp_path: Path, monkeypatc
 
     with pytest.raises(ConfigError, match="cannot read CA certificate"):
         BoltClient("localhost", ca=tmp_path / "nope.crt", cert=tmp_path / "c", key=tmp_path / "k")
-
-
-class FakeRpcError(grpc.RpcError):
-    """Stands in for grpc's error object to test the status map alone."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        self._code, self._details = code, details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-
-@pytest.mark.parametrize(
-    "code,cls",
-    [
-        (grpc.StatusCode.UNAVAILABLE, UnavailableError),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceededError),
-        (grpc.StatusCode.INVALID_ARGUMENT, InvalidArgumentError),
-        (grpc.StatusCode.NOT_FOUND, NotFoundError),
-        (grpc.StatusCode.PERMISSION_DENIED, PermissionDeniedError),
-        (grpc.StatusCode.UNAUTHENTICATED, UnauthenticatedError),
-        (grpc.StatusCode.ALREADY_EXISTS, AlreadyExistsError),
-        (grpc.StatusCode.INTERNAL, ServerError),
-        (grpc.StatusCode.UNIMPLEMENTED, ServerError),
-    ],
-)
-def test_status_map(code: grpc.StatusCode, cls: type) -> None:
-    err = from_rpc_error(FakeRpcError(code, "boom"), target="h:1", method="Execute")
-    assert type(err) is cls
-    assert err.code == code.name and err.details == "boom" and err.target == "h:1" and err.method == "Execute"
-    assert "boom" in str(err)
-
-
-def test_tls_failures_are_recognised() -> None:
-    err = from_rpc_error(
-        FakeRpcError(grpc.StatusCode.UNAVAILABLE, "failed to connect: Ssl handshake failed: CERTIFICATE_VERIFY_FAILED"),
-        target="h:1",
-    )
-    assert isinstance(err, TLSError) and "TLS handshake failed" in str(err)
 
 
 def test_instance_from_dict_and_round_trip() -> None:

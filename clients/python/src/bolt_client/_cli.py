@@ -3,18 +3,30 @@
 Certificates come from ``--ca/--cert/--key``, else ``BOLT_CA``/``BOLT_CERT``/
 ``BOLT_KEY``, else the config file (``--config``, ``BOLT_CLIENT_CONFIG`` or
 ``~/.config/bolt/config.yaml``). ``--json`` prints machine-readable output.
-Exit status: 0 success; 1 the action or a fleet run failed (``exec --follow``
-exits with the action's own exit code); 2 usage or client error (bad flags,
-unreachable agent, refused call).
+
+Exit status (documented in the README; scripts rely on it):
+
+=========  =====================================================================
+0          success
+1          the action or a fleet run failed (no exit code of its own to pass on)
+N          ``exec --follow`` and ``tail``: the action's own exit code N
+2          usage: bad flags or arguments, unreadable files, empty inventory
+124        the action timed out (TIMED_OUT), as ``timeout(1)``
+125        bolt could not get an answer: agent unreachable, TLS, refused call
+128+n      the action was killed by signal n (KILLED, OOM_KILLED)
+130        interrupted (Ctrl-C); started executions keep running
+=========  =====================================================================
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import enum
 import json
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -24,12 +36,24 @@ from typing import Any, TextIO
 
 from ._client import BoltClient, parse_action_ref
 from ._config import Config
-from ._exceptions import BoltError
+from ._exceptions import BoltError, ConfigError
 from ._fleet import Fleet, FleetOptions, FleetProgress, FleetReport, Handle, InstanceReport
-from ._inventory import load_inventory
+from ._inventory import Instance, InventoryProvider, load_inventory
 from ._models import Execution, OutputChunk, State, Stream
 
 __all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMED_OUT = 124
+EXIT_CLIENT = 125
+EXIT_SIGNAL_BASE = 128
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """The command line (or a file it names) is wrong: exit 2, no traceback."""
 
 
 # --- output helpers -------------------------------------------------------------
@@ -57,6 +81,12 @@ def jsonable(obj: Any) -> Any:
 
 def print_json(obj: Any, out: TextIO | None = None) -> None:
     (out or sys.stdout).write(json.dumps(jsonable(obj), indent=2) + "\n")
+
+
+def print_json_line(obj: Any) -> None:
+    """One JSON object per line (JSON Lines), for streams a program reads as they come."""
+    sys.stdout.write(json.dumps(jsonable(obj), separators=(",", ":")) + "\n")
+    sys.stdout.flush()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
@@ -132,9 +162,16 @@ def _args(pairs: list[str] | None) -> dict[str, str]:
     for p in pairs or []:
         k, sep, v = p.partition("=")
         if not sep or not k:
-            raise SystemExit(f"bolt: error: bad argument {p!r}: expected -a NAME=VALUE")
+            raise UsageError(f"bad argument {p!r}: expected -a NAME=VALUE")
         out[k] = v
     return out
+
+
+def _action_ref(ref: str) -> tuple[str, str]:
+    try:
+        return parse_action_ref(ref)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _common(p: argparse.ArgumentParser, sub: bool) -> None:
@@ -144,13 +181,20 @@ def _common(p: argparse.ArgumentParser, sub: bool) -> None:
     g.add_argument("--cert", default=d, help="client certificate (env BOLT_CERT)")
     g.add_argument("--key", default=d, help="client private key (env BOLT_KEY)")
     g.add_argument("--config", default=d, help="config file (env BOLT_CLIENT_CONFIG; default ~/.config/bolt/config.yaml)")
+    g.add_argument("--profile", default=d, help="a named profile of the config file (env BOLT_PROFILE)")
     g.add_argument("--server-name", default=d, help="name to verify in the agent certificate")
     g.add_argument("--timeout", type=float, default=d, help="deadline of each call in seconds (default 10)")
     g.add_argument("--json", action="store_true", default=False if not sub else argparse.SUPPRESS, help="JSON output")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bolt", description="Talk to Bolt agents: one host, or a fleet.")
+    parser = argparse.ArgumentParser(
+        prog="bolt",
+        description="Talk to Bolt agents: one host, or a fleet.",
+        epilog="exit status: 0 ok, 1 failed, N the action's own code, 2 usage, 124 timed out, "
+        "125 no answer from the agent, 128+n killed by signal n, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"bolt {_version()}")
     _common(parser, sub=False)
     sp = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -214,12 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("action", metavar="PACK/ACTION")
     q.add_argument("-a", "--arg", action="append", metavar="NAME=VALUE")
     q.add_argument("--strategy", "-s", default="one-at-a-time", help="one-at-a-time (default), az, region, parallel")
-    q.add_argument("--max-concurrency", "-c", type=int, help="most instances running at once in a group")
+    q.add_argument("--max-concurrency", "-c", help="most instances running at once in a group: N or P%% of it")
     q.add_argument("--max-errors", "-e", default="0", help="errors allowed before stopping: N or P%% (default 0)")
     q.add_argument("--health-gate", action="store_true", help="check Health before each instance")
     q.add_argument("--instance-timeout", type=float, help="run time limit per instance, seconds")
     q.add_argument("--run-id", help="re-use to resume a run without re-running started instances")
     q.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
+    q.add_argument("--allow-empty", action="store_true", help="an empty inventory is not an error (exit 0)")
 
     q = fcmd("submit", "start an action everywhere and print handles (JSON) to check back later")
     q.add_argument("--inventory", "-i", required=True, help=inv_help)
@@ -227,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-a", "--arg", action="append", metavar="NAME=VALUE")
     q.add_argument("--action-timeout", type=float)
     q.add_argument("--run-id")
+    q.add_argument("--allow-empty", action="store_true", help="an empty inventory is not an error (exit 0)")
 
     for name, help_ in (
         ("status", "state of submitted executions"),
@@ -240,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     q = fcmd("health", "Health of every instance of an inventory")
     q.add_argument("--inventory", "-i", required=True, help=inv_help)
+    q.add_argument("--allow-empty", action="store_true", help="an empty inventory is not an error (exit 0)")
+
+    p = sp.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="print a shell completion script, e.g. bolt completion bash > /etc/bash_completion.d/bolt",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     return parser
 
 
@@ -248,21 +302,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(ns: argparse.Namespace) -> Config:
     return Config.load(
-        ca=ns.ca, cert=ns.cert, key=ns.key, server_name=ns.server_name, timeout=ns.timeout, config_file=ns.config
+        ca=ns.ca, cert=ns.cert, key=ns.key, server_name=ns.server_name, timeout=ns.timeout, config_file=ns.config,
+        profile=ns.profile,
     )
 
 
 def _client(ns: argparse.Namespace) -> BoltClient:
     cfg = _config(ns)
-    return BoltClient(ns.host, tls=cfg.tls(), timeout=cfg.timeout, config_file=ns.config)
+    return BoltClient(ns.host, tls=cfg.tls(), timeout=cfg.timeout, config_file=ns.config, profile=ns.profile)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bolt-client")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
 
 
 def _exit_for(e: Execution) -> int:
+    """The CLI's exit status for an ended execution (see the module docstring)."""
     if e.state is State.SUCCEEDED:
-        return 0
-    if e.exit_code:
+        return EXIT_OK
+    if e.state is State.TIMED_OUT:
+        return EXIT_TIMED_OUT
+    if e.state in (State.KILLED, State.OOM_KILLED) and e.signal:
+        return EXIT_SIGNAL_BASE + e.signal
+    if e.exit_code and 0 < e.exit_code < 256:
         return e.exit_code
-    return 1
+    return EXIT_FAILED
 
 
 def cmd_actions(ns: argparse.Namespace) -> int:
@@ -282,10 +353,10 @@ def cmd_actions(ns: argparse.Namespace) -> int:
 
 
 def cmd_exec(ns: argparse.Namespace) -> int:
-    pack, action = parse_action_ref(ns.action)
+    pack, action = _action_ref(ns.action)
     args = _args(ns.arg)
     with _client(ns) as c:
-        r = c.execute(pack, action, args, idempotency_key=ns.idempotency_key, timeout=ns.action_timeout)
+        r = c.execute(pack, action, args, idempotency_key=ns.idempotency_key, action_timeout=ns.action_timeout)
         if not ns.follow:
             if ns.json:
                 print_json(r)
@@ -307,7 +378,7 @@ def cmd_exec(ns: argparse.Namespace) -> int:
             sys.stderr.write(
                 f"\nbolt: interrupted; {r.execution_id} keeps running (bolt kill {ns.host} {r.execution_id})\n"
             )
-            return 130
+            return EXIT_INTERRUPTED
         final = final or c.get_execution(r.execution_id)
     if ns.json:
         print_json(final)
@@ -336,14 +407,14 @@ def cmd_tail(ns: argparse.Namespace) -> int:
                     final = chunk.execution
                     break
                 if ns.json:
-                    print_json(chunk)
+                    print_json_line(chunk)
                 else:
                     write_chunk(chunk)
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED
     if final is not None:
         if ns.json:
-            print_json({"end": True, "execution": jsonable(final)})
+            print_json_line({"end": True, "execution": jsonable(final)})
         else:
             sys.stderr.write(f"bolt: {final.execution_id} {final.state.value}\n")
         return _exit_for(final)
@@ -431,7 +502,19 @@ def cmd_info(ns: argparse.Namespace) -> int:
 
 def _fleet(ns: argparse.Namespace) -> Fleet:
     cfg = _config(ns)
-    return Fleet(tls=cfg.tls(), timeout=cfg.timeout)
+    return Fleet(tls=cfg.tls(), timeout=cfg.timeout, config_file=ns.config, profile=ns.profile)
+
+
+def _instances(ns: argparse.Namespace) -> list[Instance]:
+    """The inventory's instances, listed once; an empty one is a usage error (a typo
+    in an EC2 tag must not "succeed") unless --allow-empty."""
+    provider: InventoryProvider = load_inventory(ns.inventory)
+    instances = list(provider.instances())
+    if not instances and not ns.allow_empty:
+        raise UsageError(
+            f"the inventory {ns.inventory!r} lists no instances (check its filters; --allow-empty accepts that)"
+        )
+    return instances
 
 
 def print_fleet_report(report: FleetReport, out: TextIO | None = None) -> None:
@@ -509,7 +592,7 @@ class _Progress:
 
 
 def cmd_fleet_run(ns: argparse.Namespace) -> int:
-    pack, action = parse_action_ref(ns.action)
+    pack, action = _action_ref(ns.action)
     opts = FleetOptions(
         strategy=ns.strategy,
         max_concurrency=ns.max_concurrency,
@@ -517,12 +600,13 @@ def cmd_fleet_run(ns: argparse.Namespace) -> int:
         health_gate=ns.health_gate,
         instance_timeout=ns.instance_timeout,
     )
-    provider = load_inventory(ns.inventory)
+    args = _args(ns.arg)
+    instances = _instances(ns)
 
     async def go(progress: _Progress) -> FleetReport:
         async with _fleet(ns) as fleet:
             return await fleet.run(
-                provider, pack, action, _args(ns.arg), options=opts, on_progress=progress, run_id=ns.run_id
+                instances, pack, action, args, options=opts, on_progress=progress, run_id=ns.run_id
             )
 
     run_id = ns.run_id or "fleet-" + uuid.uuid4().hex[:16]
@@ -536,7 +620,7 @@ def cmd_fleet_run(ns: argparse.Namespace) -> int:
             f"\nbolt: interrupted; executions already started keep running. Re-run with --run-id {run_id} "
             "to re-attach to them (nothing runs twice) and continue the rollout.\n"
         )
-        return 130
+        return EXIT_INTERRUPTED
     if ns.json:
         print_json(report.to_dict())
     else:
@@ -545,11 +629,24 @@ def cmd_fleet_run(ns: argparse.Namespace) -> int:
 
 
 def _read_handles(path: str) -> list[Handle]:
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    data = json.loads(text)
-    if isinstance(data, dict):
-        data = data.get("handles", [])
-    return [Handle.from_dict(d) for d in data]
+    where = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read handles file {where}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"handles file {where} is not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            data = data.get("handles", [])
+        if not isinstance(data, list):
+            raise TypeError("expected a list of handles")
+        return [Handle.from_dict(d) for d in data]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise UsageError(
+            f"{where} is not a handles file written by `bolt fleet submit` ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _print_reports(ns: argparse.Namespace, reports: list[InstanceReport]) -> None:
@@ -574,12 +671,13 @@ def _print_reports(ns: argparse.Namespace, reports: list[InstanceReport]) -> Non
 
 
 def cmd_fleet_submit(ns: argparse.Namespace) -> int:
-    pack, action = parse_action_ref(ns.action)
-    provider = load_inventory(ns.inventory)
+    pack, action = _action_ref(ns.action)
+    args = _args(ns.arg)
+    instances = _instances(ns)
 
     async def go() -> list[Handle]:
         async with _fleet(ns) as fleet:
-            return await fleet.submit(provider, pack, action, _args(ns.arg), timeout=ns.action_timeout, run_id=ns.run_id)
+            return await fleet.submit(instances, pack, action, args, action_timeout=ns.action_timeout, run_id=ns.run_id)
 
     handles = asyncio.run(go())
     print_json({"handles": [h.to_dict() for h in handles]})
@@ -597,16 +695,29 @@ def cmd_fleet_check(ns: argparse.Namespace) -> int:
                 return await fleet.wait(handles, timeout=ns.wait_timeout)
             return await fleet.kill(handles)
 
-    result = asyncio.run(go())
+    try:
+        result = asyncio.run(go())
+    except KeyboardInterrupt:
+        if ns.fleet_cmd == "wait":
+            sys.stderr.write(
+                f"\nbolt: interrupted; the executions keep running (bolt fleet kill {ns.handles} stops them)\n"
+            )
+        return EXIT_INTERRUPTED
     if ns.fleet_cmd == "kill":
         rows = []
         for h, k in zip(handles, result):
-            rows.append((h.instance.id, h.execution_id, str(k) if isinstance(k, BoltError) else ("already ended" if k.already_ended else "kill sent")))
+            if k is None:
+                what = f"never started: {_one_line(h.error, 80)}" if h.error else "never started"
+            elif isinstance(k, BoltError):
+                what = str(k)
+            else:
+                what = "already ended" if k.already_ended else "kill sent"
+            rows.append((h.instance.id, h.execution_id or "-", what))
         if ns.json:
             print_json([{"instance": h.instance.id, "execution_id": h.execution_id, "result": r[2]} for h, r in zip(handles, rows)])
         else:
             table(["INSTANCE", "EXECUTION", "RESULT"], rows)
-        return 0 if not any(isinstance(k, BoltError) for k in result) else 1
+        return EXIT_OK if not any(isinstance(k, BoltError) for k in result) else EXIT_FAILED
     _print_reports(ns, result)
     if ns.fleet_cmd == "wait":
         return 0 if all(r.outcome.value == "SUCCEEDED" for r in result) else 1
@@ -614,14 +725,13 @@ def cmd_fleet_check(ns: argparse.Namespace) -> int:
 
 
 def cmd_fleet_health(ns: argparse.Namespace) -> int:
-    provider = load_inventory(ns.inventory)
+    instances = _instances(ns)
 
-    async def go() -> tuple[list[Any], dict[str, Any]]:
+    async def go() -> dict[str, Any]:
         async with _fleet(ns) as fleet:
-            instances = await asyncio.to_thread(provider.instances)
-            return instances, await fleet.health(instances)
+            return await fleet.health(instances)
 
-    instances, res = asyncio.run(go())
+    res = asyncio.run(go())
     bad = 0
     rows = []
     for i in instances:
@@ -660,15 +770,30 @@ FLEET = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.cmd == "completion":
+        import shtab
+
+        sys.stdout.write(shtab.complete(parser, shell=ns.shell))
+        return EXIT_OK
     try:
         fn = FLEET[ns.fleet_cmd] if ns.cmd == "fleet" else COMMANDS[ns.cmd]
         return fn(ns)
-    except (BoltError, ValueError) as exc:
+    except (UsageError, ConfigError, ValueError) as exc:
         sys.stderr.write(f"bolt: error: {exc}\n")
-        return 2
+        return EXIT_USAGE
+    except BoltError as exc:
+        sys.stderr.write(f"bolt: error: {exc}\n")
+        return EXIT_CLIENT
+    except KeyboardInterrupt:
+        sys.stderr.write("\nbolt: interrupted\n")
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return 1
+        # The reader went away (`bolt history | head`): quiet, like other tools.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ import grpc.aio
 
 from . import _convert as conv
 from ._config import Config, RetryPolicy, TLSConfig, channel_options, normalize_target
-from ._exceptions import BoltError, TLSError, UnavailableError, from_rpc_error
+from ._exceptions import BoltError, UnavailableError, from_rpc_error, is_retryable, tls_error, unreachable_error
 from ._models import (
     Action,
     AgentInfo,
@@ -38,9 +38,10 @@ from ._models import (
     RunResult,
     State,
 )
+from ._probe import Diagnosis, diagnose, diagnose_async
 from ._proto import bolt_pb2 as pb
-from ._tracing import trace_metadata
 from ._proto import bolt_pb2_grpc as pb_grpc
+from ._tracing import trace_metadata
 
 __all__ = ["AsyncBoltClient", "BoltClient", "DevBuild", "new_idempotency_key", "parse_action_ref"]
 
@@ -79,8 +80,17 @@ def _cancelling() -> bool:
     return bool(cancelling()) if callable(cancelling) else False
 
 
-def _retryable(err: BoltError) -> bool:
-    return isinstance(err, UnavailableError) and not isinstance(err, TLSError)
+_retryable = is_retryable
+
+
+def _explained(err: BoltError, diagnosis: Diagnosis | None) -> BoltError:
+    """``err`` reworded with what a plain connection showed (see ``_probe``)."""
+    if diagnosis is None or not isinstance(err, UnavailableError):
+        return err
+    build = tls_error if diagnosis.tls else unreachable_error
+    explained = build(err.target, err.method, diagnosis.cause)
+    explained.__cause__ = err.__cause__
+    return explained
 
 
 class _BaseClient:
@@ -98,9 +108,12 @@ class _BaseClient:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         config_file: PathLike | None = None,
+        profile: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        cfg = Config.load(ca=ca, cert=cert, key=key, server_name=server_name, timeout=timeout, config_file=config_file)
+        cfg = Config.load(
+            ca=ca, cert=cert, key=key, server_name=server_name, timeout=timeout, config_file=config_file, profile=profile
+        )
         self.target = normalize_target(target, cfg.port)
         self.tls = tls if tls is not None else cfg.tls()
         # Read the files now so that a bad path fails here; a fleet shares one credentials object.
@@ -118,6 +131,9 @@ class _BaseClient:
 
     def _err(self, exc: grpc.RpcError, method: str) -> BoltError:
         return from_rpc_error(exc, target=self.target, method=method)
+
+    def _needs_diagnosis(self, err: BoltError) -> bool:
+        return isinstance(err, UnavailableError) and err.code == "UNAVAILABLE"
 
     def _stream_timeout(self, follow: bool, timeout: float | None) -> float | None:
         if timeout is not None:
@@ -237,12 +253,17 @@ class BoltClient(_BaseClient):
         self._check_open()
         fn = getattr(self._stub, method)
         attempt = 0
+        diagnosis: Diagnosis | None = None
         while True:
             attempt += 1
             try:
                 return fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
             except grpc.RpcError as exc:
                 err = self._err(exc, method)
+                if self._needs_diagnosis(err):
+                    # One probe per call: it decides whether retrying can help.
+                    diagnosis = diagnosis or diagnose(self.target, self.tls, self.timeout)
+                    err = _explained(err, diagnosis)
                 if idempotent and _retryable(err) and attempt < self.retry.attempts:
                     time.sleep(self.retry.backoff(attempt))
                     continue
@@ -250,8 +271,8 @@ class BoltClient(_BaseClient):
 
     # --- RPCs -----------------------------------------------------------------
 
-    def list_actions(self, pack: str = "") -> list[Action]:
-        resp = self._unary("ListActions", pb.ListActionsRequest(pack=pack))
+    def list_actions(self, pack: str = "", *, timeout: float | None = None) -> list[Action]:
+        resp = self._unary("ListActions", pb.ListActionsRequest(pack=pack), timeout=timeout)
         return [conv.action(a) for a in resp.actions]
 
     def execute(
@@ -261,18 +282,21 @@ class BoltClient(_BaseClient):
         args: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-        timeout: float | timedelta | None = None,
+        action_timeout: float | timedelta | None = None,
         dev_build: DevBuild | None = None,
+        timeout: float | None = None,
     ) -> ExecuteResult:
-        """Start an action; returns at once. ``timeout`` is the action's run time limit;
-        ``dev_build`` runs a published release instead of the installed pack (needs the
-        ``dev`` permission)."""
-        req, key = self._execute_request(pack, action, args, idempotency_key, timeout, dev_build)
-        resp = self._unary("Execute", req)
+        """Start an action; returns at once. ``action_timeout`` is the action's run time
+        limit (default: the action's own); ``dev_build`` runs a published release instead
+        of the installed pack (needs the ``dev`` permission); ``timeout`` is this call's
+        deadline, as on every method."""
+        req, key = self._execute_request(pack, action, args, idempotency_key, action_timeout, dev_build)
+        resp = self._unary("Execute", req, timeout=timeout)
         return ExecuteResult(resp.execution_id, conv.state(resp.state), resp.deduplicated, key)
 
-    def get_execution(self, execution_id: str) -> Execution:
-        return conv.execution(self._unary("GetExecution", pb.GetExecutionRequest(execution_id=execution_id)))
+    def get_execution(self, execution_id: str, *, timeout: float | None = None) -> Execution:
+        req = pb.GetExecutionRequest(execution_id=execution_id)
+        return conv.execution(self._unary("GetExecution", req, timeout=timeout))
 
     def list_executions(
         self,
@@ -285,9 +309,10 @@ class BoltClient(_BaseClient):
         since: datetime | None = None,
         until: datetime | None = None,
         caller: str = "",
+        timeout: float | None = None,
     ) -> ExecutionPage:
         req = self._list_executions_request(page_size, page_token, pack, action, states, since, until, caller)
-        resp = self._unary("ListExecutions", req)
+        resp = self._unary("ListExecutions", req, timeout=timeout)
         return ExecutionPage([conv.execution(e) for e in resp.executions], resp.next_page_token)
 
     def iter_executions(self, *, limit: int | None = None, **filters: Any) -> Iterator[Execution]:
@@ -319,7 +344,10 @@ class BoltClient(_BaseClient):
             for msg in call:
                 yield conv.chunk(msg)
         except grpc.RpcError as exc:
-            raise self._err(exc, "StreamOutput") from exc
+            err = self._err(exc, "StreamOutput")
+            if self._needs_diagnosis(err):
+                err = _explained(err, diagnose(self.target, self.tls, self.timeout))
+            raise err from exc
         finally:
             call.cancel()
 
@@ -376,11 +404,11 @@ class BoltClient(_BaseClient):
         args: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-        timeout: float | timedelta | None = None,
+        action_timeout: float | timedelta | None = None,
         on_output: Callable[[OutputChunk], None] | None = None,
     ) -> RunResult:
         """Execute, follow the output as it arrives, and return the final record with it."""
-        started = self.execute(pack, action, args, idempotency_key=idempotency_key, timeout=timeout)
+        started = self.execute(pack, action, args, idempotency_key=idempotency_key, action_timeout=action_timeout)
         chunks: list[OutputChunk] = []
         final: Execution | None = None
         for c in self.tail(started.execution_id):
@@ -394,14 +422,16 @@ class BoltClient(_BaseClient):
             final = self.get_execution(started.execution_id)
         return RunResult(final, chunks)
 
-    def kill(self, execution_id: str, *, grace: float | timedelta | None = None) -> KillResult:
-        return conv.kill(self._unary("Kill", self._kill_request(execution_id, grace)))
+    def kill(
+        self, execution_id: str, *, grace: float | timedelta | None = None, timeout: float | None = None
+    ) -> KillResult:
+        return conv.kill(self._unary("Kill", self._kill_request(execution_id, grace), timeout=timeout))
 
     def health(self, *, timeout: float | None = None) -> Health:
         return conv.health(self._unary("Health", pb.HealthRequest(), timeout=timeout))
 
-    def agent_info(self) -> AgentInfo:
-        return conv.agent_info(self._unary("GetAgentInfo", pb.GetAgentInfoRequest()))
+    def agent_info(self, *, timeout: float | None = None) -> AgentInfo:
+        return conv.agent_info(self._unary("GetAgentInfo", pb.GetAgentInfoRequest(), timeout=timeout))
 
 
 class AsyncBoltClient(_BaseClient):
@@ -438,19 +468,23 @@ class AsyncBoltClient(_BaseClient):
     async def _unary(self, method: str, request: Any, *, idempotent: bool = True, timeout: float | None = None) -> Any:
         fn = getattr(self._stub(), method)
         attempt = 0
+        diagnosis: Diagnosis | None = None
         while True:
             attempt += 1
             try:
                 return await fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
             except grpc.RpcError as exc:
                 err = self._err(exc, method)
+                if self._needs_diagnosis(err):
+                    diagnosis = diagnosis or await diagnose_async(self.target, self.tls, self.timeout)
+                    err = _explained(err, diagnosis)
                 if idempotent and _retryable(err) and attempt < self.retry.attempts:
                     await asyncio.sleep(self.retry.backoff(attempt))
                     continue
                 raise err from exc
 
-    async def list_actions(self, pack: str = "") -> list[Action]:
-        resp = await self._unary("ListActions", pb.ListActionsRequest(pack=pack))
+    async def list_actions(self, pack: str = "", *, timeout: float | None = None) -> list[Action]:
+        resp = await self._unary("ListActions", pb.ListActionsRequest(pack=pack), timeout=timeout)
         return [conv.action(a) for a in resp.actions]
 
     async def execute(
@@ -460,15 +494,17 @@ class AsyncBoltClient(_BaseClient):
         args: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-        timeout: float | timedelta | None = None,
+        action_timeout: float | timedelta | None = None,
         dev_build: DevBuild | None = None,
+        timeout: float | None = None,
     ) -> ExecuteResult:
-        req, key = self._execute_request(pack, action, args, idempotency_key, timeout, dev_build)
-        resp = await self._unary("Execute", req)
+        req, key = self._execute_request(pack, action, args, idempotency_key, action_timeout, dev_build)
+        resp = await self._unary("Execute", req, timeout=timeout)
         return ExecuteResult(resp.execution_id, conv.state(resp.state), resp.deduplicated, key)
 
-    async def get_execution(self, execution_id: str) -> Execution:
-        return conv.execution(await self._unary("GetExecution", pb.GetExecutionRequest(execution_id=execution_id)))
+    async def get_execution(self, execution_id: str, *, timeout: float | None = None) -> Execution:
+        req = pb.GetExecutionRequest(execution_id=execution_id)
+        return conv.execution(await self._unary("GetExecution", req, timeout=timeout))
 
     async def list_executions(
         self,
@@ -481,9 +517,10 @@ class AsyncBoltClient(_BaseClient):
         since: datetime | None = None,
         until: datetime | None = None,
         caller: str = "",
+        timeout: float | None = None,
     ) -> ExecutionPage:
         req = self._list_executions_request(page_size, page_token, pack, action, states, since, until, caller)
-        resp = await self._unary("ListExecutions", req)
+        resp = await self._unary("ListExecutions", req, timeout=timeout)
         return ExecutionPage([conv.execution(e) for e in resp.executions], resp.next_page_token)
 
     async def iter_executions(self, *, limit: int | None = None, **filters: Any) -> AsyncGenerator[Execution, None]:
@@ -511,7 +548,10 @@ class AsyncBoltClient(_BaseClient):
             async for msg in call:
                 yield conv.chunk(msg)
         except grpc.RpcError as exc:
-            raise self._err(exc, "StreamOutput") from exc
+            err = self._err(exc, "StreamOutput")
+            if self._needs_diagnosis(err):
+                err = _explained(err, await diagnose_async(self.target, self.tls, self.timeout))
+            raise err from exc
         finally:
             call.cancel()
 
@@ -555,10 +595,10 @@ class AsyncBoltClient(_BaseClient):
         args: dict[str, Any] | None = None,
         *,
         idempotency_key: str | None = None,
-        timeout: float | timedelta | None = None,
+        action_timeout: float | timedelta | None = None,
         on_output: Callable[[OutputChunk], None] | None = None,
     ) -> RunResult:
-        started = await self.execute(pack, action, args, idempotency_key=idempotency_key, timeout=timeout)
+        started = await self.execute(pack, action, args, idempotency_key=idempotency_key, action_timeout=action_timeout)
         chunks: list[OutputChunk] = []
         final: Execution | None = None
         async with aclosing(self.tail(started.execution_id)) as stream:
@@ -573,14 +613,16 @@ class AsyncBoltClient(_BaseClient):
             final = await self.get_execution(started.execution_id)
         return RunResult(final, chunks)
 
-    async def kill(self, execution_id: str, *, grace: float | timedelta | None = None) -> KillResult:
-        return conv.kill(await self._unary("Kill", self._kill_request(execution_id, grace)))
+    async def kill(
+        self, execution_id: str, *, grace: float | timedelta | None = None, timeout: float | None = None
+    ) -> KillResult:
+        return conv.kill(await self._unary("Kill", self._kill_request(execution_id, grace), timeout=timeout))
 
     async def health(self, *, timeout: float | None = None) -> Health:
         return conv.health(await self._unary("Health", pb.HealthRequest(), timeout=timeout))
 
-    async def agent_info(self) -> AgentInfo:
-        return conv.agent_info(await self._unary("GetAgentInfo", pb.GetAgentInfoRequest()))
+    async def agent_info(self, *, timeout: float | None = None) -> AgentInfo:
+        return conv.agent_info(await self._unary("GetAgentInfo", pb.GetAgentInfoRequest(), timeout=timeout))
 
 
 async def _with_timeout(aw: Awaitable[T], timeout: float | None, target: str, execution_id: str) -> T:

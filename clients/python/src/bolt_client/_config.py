@@ -4,6 +4,10 @@ Certificate paths come from, in order: explicit arguments (CLI flags), the
 environment (``BOLT_CA``, ``BOLT_CERT``, ``BOLT_KEY``), then a config file
 (``BOLT_CLIENT_CONFIG`` or ``~/.config/bolt/config.yaml``; YAML or JSON with keys
 ``ca``, ``cert``, ``key`` and optionally ``server_name``, ``port``, ``timeout``).
+
+Like ``aws --profile``, the file may hold named ``profiles`` (each with the same
+keys); ``profile=`` (the CLI's ``--profile``) or ``BOLT_PROFILE`` picks one, and
+its keys override the file's top-level ones.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ ENV_KEY = "BOLT_KEY"
 #: The client's own name: ``BOLT_CONFIG`` is the agent's TOML config, and one
 #: variable meaning two files would break whichever was set for the other.
 ENV_CONFIG = "BOLT_CLIENT_CONFIG"
+ENV_PROFILE = "BOLT_PROFILE"
+_KEYS = {"ca", "cert", "key", "server_name", "port", "timeout"}
 
 
 def default_config_path() -> Path:
@@ -45,26 +51,42 @@ def default_config_path() -> Path:
     return Path(base) / "bolt" / "config.yaml"
 
 
-def _read_config_file(path: Path | None) -> dict[str, Any]:
+def _read_config_file(path: Path | None, profile: str | None = None) -> dict[str, Any]:
     p = path or default_config_path()
     if not p.exists():
         if path is not None:
             raise ConfigError(f"config file {p} does not exist")
+        if profile:
+            raise ConfigError(f"profile {profile!r} asked for, but there is no config file {p}")
         return {}
-    text = p.read_text()
     try:
+        text = p.read_text(encoding="utf-8")
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"config file {p}: {exc}") from exc
     if data is None:
-        return {}
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: expected a mapping")
-    base = p.parent
+    profiles = data.pop("profiles", None) or {}
+    if not isinstance(profiles, dict) or not all(isinstance(v, dict) for v in profiles.values()):
+        raise ConfigError(f"config file {p}: 'profiles' must map names to mappings of {sorted(_KEYS)}")
     out = dict(data)
+    if profile:
+        if profile not in profiles:
+            known = ", ".join(sorted(map(str, profiles))) or "none"
+            raise ConfigError(f"config file {p}: no profile {profile!r} (profiles: {known})")
+        out.update(profiles[profile])
+    base = p.parent
     for k in ("ca", "cert", "key"):
         if k in out and out[k] is not None:
             out[k] = str((base / os.path.expanduser(str(out[k]))).resolve())
+    for k, kind in (("port", int), ("timeout", float)):
+        if k in out:
+            try:
+                out[k] = kind(out[k])
+            except (TypeError, ValueError):
+                raise ConfigError(f"config file {p}: {k} must be a number, got {out[k]!r}") from None
     return out
 
 
@@ -145,8 +167,11 @@ class Config:
         server_name: str | None = None,
         timeout: float | None = None,
         config_file: str | os.PathLike[str] | None = None,
+        profile: str | None = None,
     ) -> "Config":
-        file = _read_config_file(Path(config_file) if config_file else None)
+        file = _read_config_file(
+            Path(config_file) if config_file else None, profile or os.environ.get(ENV_PROFILE) or None
+        )
 
         def pick(arg: Any, env: str | None, key_: str) -> Any:
             if arg is not None:
@@ -162,7 +187,7 @@ class Config:
             server_name=server_name or file.get("server_name"),
             port=int(file.get("port", DEFAULT_PORT)),
             timeout=float(timeout if timeout is not None else file.get("timeout", DEFAULT_TIMEOUT)),
-            extra={k: v for k, v in file.items() if k not in {"ca", "cert", "key", "server_name", "port", "timeout"}},
+            extra={k: v for k, v in file.items() if k not in _KEYS},
         )
 
     def tls(self) -> TLSConfig:

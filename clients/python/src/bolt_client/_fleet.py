@@ -62,6 +62,7 @@ __all__ = [
     "Outcome",
     "Strategy",
     "allowed_errors",
+    "concurrency_limit",
     "idempotency_key",
     "plan_groups",
     "run_fleet",
@@ -135,8 +136,9 @@ class FleetOptions:
     """How a rollout runs (the same names as the Java client's ``RolloutOptions``)."""
 
     strategy: Strategy = Strategy.ONE_AT_A_TIME
-    #: Most instances running at once inside a group; None = unlimited.
-    max_concurrency: int | None = None
+    #: Most instances running at once inside a group: a count, or "P%" of the
+    #: group (at least 1); None = unlimited.
+    max_concurrency: int | str | None = None
     #: Errors allowed before the rollout stops: a count, or "P%" of the inventory.
     max_errors: int | str = 0
     #: Call Health before each instance; skip it (UNHEALTHY) unless SERVING or DEGRADED.
@@ -156,8 +158,8 @@ class FleetOptions:
             warnings.warn("FleetOptions: kill_grace is deprecated, use timeout_grace", DeprecationWarning, stacklevel=3)
             object.__setattr__(self, "timeout_grace", kill_grace)
         object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
-        if self.max_concurrency is not None and self.max_concurrency < 1:
-            raise ConfigError("max_concurrency must be at least 1")
+        if self.max_concurrency is not None:
+            concurrency_limit(self.max_concurrency, 1)  # validates
         allowed_errors(self.max_errors, 1)  # validates
 
 
@@ -171,13 +173,9 @@ def allowed_errors(max_errors: int | str, total: int) -> int:
     floor(P × total / 100) computed exactly (never more than asked)."""
     if isinstance(max_errors, str):
         s = max_errors.strip()
-        pct = _PERCENT.fullmatch(s)
-        if pct:
-            whole, frac = pct.group(1), pct.group(2) or ""
-            scale: int = 10 ** len(frac)
-            p = int(whole) * scale + int(frac or "0")  # P × scale, an integer
-            if p > 100 * scale:
-                raise ConfigError(f"max_errors percentage out of range: {max_errors!r}")
+        frac = _percent(s, "max_errors")
+        if frac is not None:
+            p, scale = frac
             return p * total // (100 * scale)
         if not _COUNT.fullmatch(s):
             raise ConfigError(f"bad max_errors {max_errors!r}: a count like 3 or a percentage like 10%")
@@ -187,6 +185,43 @@ def allowed_errors(max_errors: int | str, total: int) -> int:
     if max_errors < 0:
         raise ConfigError("max_errors must not be negative")
     return max_errors
+
+
+def _percent(spec: str, what: str) -> tuple[int, int] | None:
+    """``"P%"`` as the exact fraction (P × scale, scale); None when not a percentage."""
+    pct = _PERCENT.fullmatch(spec.strip())
+    if not pct:
+        return None
+    whole, frac = pct.group(1), pct.group(2) or ""
+    scale: int = 10 ** len(frac)
+    p = int(whole) * scale + int(frac or "0")
+    if p > 100 * scale:
+        raise ConfigError(f"{what} percentage out of range: {spec!r}")
+    return p, scale
+
+
+def concurrency_limit(max_concurrency: int | str, group_size: int) -> int:
+    """How many instances of a group of ``group_size`` may run at once: a count N
+    >= 1 (an int or its digits), or ``"P%"`` (0 < P <= 100), which allows
+    max(1, floor(P × group_size / 100)) computed exactly."""
+    bad = f"bad max_concurrency {max_concurrency!r}: a count like 5 or a percentage like 10%"
+    if isinstance(max_concurrency, str):
+        frac = _percent(max_concurrency, "max_concurrency")
+        if frac is not None:
+            p, scale = frac
+            if p == 0:
+                raise ConfigError(f"{bad} (0% would run nothing; leave it unset for no limit)")
+            return max(1, p * group_size // (100 * scale))
+        if not _COUNT.fullmatch(max_concurrency.strip()):
+            raise ConfigError(bad)
+        n = int(max_concurrency.strip())
+    elif isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+        raise ConfigError(bad)
+    else:
+        n = max_concurrency
+    if n < 1:
+        raise ConfigError(f"max_concurrency must be at least 1, got {max_concurrency!r} (leave it unset for no limit)")
+    return n
 
 
 def _check_run_id(run_id: str) -> None:
@@ -400,8 +435,11 @@ class Fleet:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         config_file: PathLike | None = None,
+        profile: str | None = None,
     ) -> None:
-        cfg = Config.load(ca=ca, cert=cert, key=key, server_name=server_name, timeout=timeout, config_file=config_file)
+        cfg = Config.load(
+            ca=ca, cert=cert, key=key, server_name=server_name, timeout=timeout, config_file=config_file, profile=profile
+        )
         self.tls = tls if tls is not None else cfg.tls()
         self.timeout = cfg.timeout if timeout is None else timeout
         self.port = cfg.port
@@ -524,7 +562,12 @@ class Fleet:
                 continue
             st.group, st.group_index = label, gi + 1
             emit()
-            limit = 1 if opts.strategy is Strategy.ONE_AT_A_TIME else (opts.max_concurrency or len(members))
+            if opts.strategy is Strategy.ONE_AT_A_TIME:
+                limit = 1
+            elif opts.max_concurrency is None:
+                limit = len(members)
+            else:
+                limit = concurrency_limit(opts.max_concurrency, len(members))
             sem = asyncio.Semaphore(limit)
             tasks: list[asyncio.Task[None]] = []
 
@@ -585,7 +628,9 @@ class Fleet:
                 why = "; ".join(h.problems) or "no problem listed"
                 return InstanceReport(inst, Outcome.UNHEALTHY, error=f"{h.status}: {why}", duration=time.monotonic() - t0)
         try:
-            started = await client.execute(pack, action, args, idempotency_key=key, timeout=opts.instance_timeout)
+            started = await client.execute(
+                pack, action, args, idempotency_key=key, action_timeout=opts.instance_timeout
+            )
         except BoltError as exc:
             return InstanceReport(inst, Outcome.ERROR, error=str(exc), duration=time.monotonic() - t0)
         eid = started.execution_id
@@ -643,7 +688,7 @@ class Fleet:
         action: str,
         args: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        action_timeout: float | None = None,
         max_concurrency: int = 256,
         run_id: str | None = None,
     ) -> list[Handle]:
@@ -660,7 +705,9 @@ class Fleet:
             key = idempotency_key(run_id, i.id)
             async with sem:
                 try:
-                    r = await self.client(i.address).execute(pack, action, dict(args or {}), idempotency_key=key, timeout=timeout)
+                    r = await self.client(i.address).execute(
+                        pack, action, dict(args or {}), idempotency_key=key, action_timeout=action_timeout
+                    )
                 except BoltError as exc:
                     return Handle(i, "", pack, action, key, error=str(exc))
             return Handle(i, r.execution_id, pack, action, key)
@@ -737,8 +784,13 @@ class Fleet:
 
     async def kill(
         self, handles: Iterable[Handle], *, grace: float | None = None, max_concurrency: int = 256
-    ) -> list[KillResult | BoltError]:
-        async def one(h: Handle) -> KillResult | BoltError:
+    ) -> list[KillResult | BoltError | None]:
+        """Kill each handle's execution: its KillResult, the error of the call, or None
+        for a handle that never started (its Execute failed: nothing to kill)."""
+
+        async def one(h: Handle) -> KillResult | BoltError | None:
+            if not h.execution_id:
+                return None
             try:
                 return await self.client(h.instance.address).kill(h.execution_id, grace=grace)
             except BoltError as exc:

@@ -167,8 +167,13 @@ class EC2Inventory:
         return [{"Name": k, "Values": v} for k, v in f.items()]
 
     def instances(self) -> list[Instance]:
-        import boto3
-        import botocore.exceptions
+        try:
+            import boto3
+            import botocore.exceptions
+        except ImportError:
+            raise InventoryError(
+                "the EC2 inventory needs boto3: pip install 'bolt-client[ec2]'"
+            ) from None
 
         session = self.session or boto3.session.Session()
         client = session.client("ec2", region_name=self.region, endpoint_url=self.endpoint_url)

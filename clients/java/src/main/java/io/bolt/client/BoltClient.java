@@ -82,14 +82,14 @@ public final class BoltClient implements AutoCloseable {
 
   /** Wraps a channel the caller owns (tests, custom transports); close() leaves it open. */
   public BoltClient(Channel channel) {
-    this(channel, null, DEFAULT_DEADLINE, RetryPolicy.defaults());
+    this(channel, DEFAULT_DEADLINE, RetryPolicy.defaults());
   }
 
   public BoltClient(Channel channel, Duration deadline, RetryPolicy retry) {
-    this(channel, null, deadline, retry);
+    this(channel, null, Objects.requireNonNull(channel, "channel").authority(), deadline, retry);
   }
 
-  private BoltClient(Channel channel, ManagedChannel owned, Duration deadline, RetryPolicy retry) {
+  private BoltClient(Channel channel, ManagedChannel owned, String target, Duration deadline, RetryPolicy retry) {
     this.channel = Objects.requireNonNull(channel, "channel");
     this.owned = owned;
     this.deadline = Objects.requireNonNull(deadline, "deadline");
@@ -97,14 +97,17 @@ public final class BoltClient implements AutoCloseable {
     this.blocking = BoltGrpc.newBlockingStub(channel);
     this.future = BoltGrpc.newFutureStub(channel);
     this.async = BoltGrpc.newStub(channel);
-    this.target = channel.authority();
+    this.target = target;
   }
 
   public static Builder newBuilder() {
     return new Builder();
   }
 
-  /** The authority this client talks to ("host:port"). */
+  /**
+   * The agent this client talks to: "host:port" as dialled (the channel's authority
+   * for a channel passed in). Every {@link BoltException} of this client names it.
+   */
   public String target() {
     return target;
   }
@@ -118,12 +121,12 @@ public final class BoltClient implements AutoCloseable {
    * call, say). Closing the copy leaves the channel open: close the original.
    */
   public BoltClient withDeadline(Duration deadline) {
-    return new BoltClient(channel, null, deadline, retry);
+    return new BoltClient(channel, null, target, deadline, retry);
   }
 
   /** A client on the same channel with another retry policy (same caveat as withDeadline). */
   public BoltClient withRetryPolicy(RetryPolicy retry) {
-    return new BoltClient(channel, null, deadline, retry);
+    return new BoltClient(channel, null, target, deadline, retry);
   }
 
   // ------------------------------------------------------------------ ListActions
@@ -135,12 +138,12 @@ public final class BoltClient implements AutoCloseable {
   /** The actions of one pack, or of every pack when {@code pack} is empty. */
   public List<Action> listActions(String pack) {
     ListActionsRequest req = ListActionsRequest.newBuilder().setPack(pack).build();
-    return call(true, () -> blocking().listActions(req)).getActionsList();
+    return call("ListActions", true, () -> blocking().listActions(req)).getActionsList();
   }
 
   public CompletableFuture<List<Action>> listActionsAsync(String pack) {
     ListActionsRequest req = ListActionsRequest.newBuilder().setPack(pack).build();
-    return callAsync(true, () -> future().listActions(req)).thenApply(r -> r.getActionsList());
+    return callAsync("ListActions", true, () -> future().listActions(req)).thenApply(r -> r.getActionsList());
   }
 
   // ------------------------------------------------------------------ Execute
@@ -157,7 +160,7 @@ public final class BoltClient implements AutoCloseable {
    */
   public ExecuteResponse execute(ExecuteRequest request) {
     ExecuteRequest req = withKey(request);
-    return call(true, () -> blocking().execute(req));
+    return call("Execute", true, () -> blocking().execute(req));
   }
 
   public CompletableFuture<ExecuteResponse> executeAsync(String pack, String action, Map<String, String> args) {
@@ -166,7 +169,7 @@ public final class BoltClient implements AutoCloseable {
 
   public CompletableFuture<ExecuteResponse> executeAsync(ExecuteRequest request) {
     ExecuteRequest req = withKey(request);
-    return callAsync(true, () -> future().execute(req));
+    return callAsync("Execute", true, () -> future().execute(req));
   }
 
   private static ExecuteRequest withKey(ExecuteRequest request) {
@@ -180,23 +183,23 @@ public final class BoltClient implements AutoCloseable {
 
   public Execution getExecution(String executionId) {
     GetExecutionRequest req = GetExecutionRequest.newBuilder().setExecutionId(executionId).build();
-    return call(true, () -> blocking().getExecution(req));
+    return call("GetExecution", true, () -> blocking().getExecution(req));
   }
 
   public CompletableFuture<Execution> getExecutionAsync(String executionId) {
     GetExecutionRequest req = GetExecutionRequest.newBuilder().setExecutionId(executionId).build();
-    return callAsync(true, () -> future().getExecution(req));
+    return callAsync("GetExecution", true, () -> future().getExecution(req));
   }
 
   // ------------------------------------------------------------------ ListExecutions
 
   /** One page of history, newest first. */
   public ListExecutionsResponse listExecutions(ListExecutionsRequest request) {
-    return call(true, () -> blocking().listExecutions(request));
+    return call("ListExecutions", true, () -> blocking().listExecutions(request));
   }
 
   public CompletableFuture<ListExecutionsResponse> listExecutionsAsync(ListExecutionsRequest request) {
-    return callAsync(true, () -> future().listExecutions(request));
+    return callAsync("ListExecutions", true, () -> future().listExecutions(request));
   }
 
   /** Every execution matching the filter, newest first, fetching pages lazily. */
@@ -263,7 +266,7 @@ public final class BoltClient implements AutoCloseable {
   /** SIGTERM to the execution's process tree, SIGKILL after {@code grace} (null: the agent's default). */
   public KillResponse kill(String executionId, Duration grace) {
     KillRequest req = killRequest(executionId, grace);
-    return call(true, () -> blocking().kill(req));
+    return call("Kill", true, () -> blocking().kill(req));
   }
 
   public CompletableFuture<KillResponse> killAsync(String executionId) {
@@ -272,7 +275,7 @@ public final class BoltClient implements AutoCloseable {
 
   public CompletableFuture<KillResponse> killAsync(String executionId, Duration grace) {
     KillRequest req = killRequest(executionId, grace);
-    return callAsync(true, () -> future().kill(req));
+    return callAsync("Kill", true, () -> future().kill(req));
   }
 
   private static KillRequest killRequest(String executionId, Duration grace) {
@@ -286,19 +289,19 @@ public final class BoltClient implements AutoCloseable {
   // ------------------------------------------------------------------ Health, GetAgentInfo
 
   public HealthResponse health() {
-    return call(true, () -> blocking().health(HealthRequest.getDefaultInstance()));
+    return call("Health", true, () -> blocking().health(HealthRequest.getDefaultInstance()));
   }
 
   public CompletableFuture<HealthResponse> healthAsync() {
-    return callAsync(true, () -> future().health(HealthRequest.getDefaultInstance()));
+    return callAsync("Health", true, () -> future().health(HealthRequest.getDefaultInstance()));
   }
 
   public AgentInfo agentInfo() {
-    return call(true, () -> blocking().getAgentInfo(GetAgentInfoRequest.getDefaultInstance()));
+    return call("GetAgentInfo", true, () -> blocking().getAgentInfo(GetAgentInfoRequest.getDefaultInstance()));
   }
 
   public CompletableFuture<AgentInfo> agentInfoAsync() {
-    return callAsync(true, () -> future().getAgentInfo(GetAgentInfoRequest.getDefaultInstance()));
+    return callAsync("GetAgentInfo", true, () -> future().getAgentInfo(GetAgentInfoRequest.getDefaultInstance()));
   }
 
   // ------------------------------------------------------------------ compositions
@@ -317,11 +320,9 @@ public final class BoltClient implements AutoCloseable {
         return e;
       }
       if (Instant.now().isAfter(until)) {
-        throw new BoltException.DeadlineExceededException(
-            "execution " + executionId + " still " + Executions.name(e.getState())
-                + " after " + timeout, null);
+        throw stillLive(e, timeout);
       }
-      sleep(Duration.ofMillis(sleepMs));
+      sleep(Duration.ofMillis(sleepMs), "GetExecution");
       sleepMs = Math.min(500, sleepMs * 2);
     }
   }
@@ -337,19 +338,23 @@ public final class BoltClient implements AutoCloseable {
       CompletableFuture<Execution> result) {
     getExecutionAsync(executionId).whenComplete((e, err) -> {
       if (err != null) {
-        result.completeExceptionally(Errors.from(err));
+        result.completeExceptionally(Errors.from(err, target, "GetExecution"));
       } else if (Executions.isFinal(e)) {
         result.complete(e);
       } else if (Instant.now().isAfter(until)) {
-        result.completeExceptionally(new BoltException.DeadlineExceededException(
-            "execution " + executionId + " still " + Executions.name(e.getState())
-                + " after " + timeout, null));
+        result.completeExceptionally(stillLive(e, timeout));
       } else {
         Timers.SCHEDULER.schedule(
             () -> pollAsync(executionId, until, timeout, Math.min(500, delayMs * 2), result),
             delayMs, TimeUnit.MILLISECONDS);
       }
     });
+  }
+
+  /** waitFor's timeout: the last GetExecution still found the execution live. */
+  private BoltException stillLive(Execution e, Duration timeout) {
+    return new BoltException.DeadlineExceededException(target, "GetExecution",
+        "execution " + e.getExecutionId() + " still " + Executions.name(e.getState()) + " after " + timeout, null);
   }
 
   /** Execute, follow the output to the end, and return the final record with the output. */
@@ -472,35 +477,37 @@ public final class BoltClient implements AutoCloseable {
     return retry;
   }
 
-  private <T> T call(boolean idempotent, Supplier<T> rpc) {
+  /** One unary RPC ({@code method} as the proto names it, for errors), retried as the policy says. */
+  private <T> T call(String method, boolean idempotent, Supplier<T> rpc) {
     int attempt = 1;
     while (true) {
       try {
         return rpc.get();
       } catch (RuntimeException e) {
-        BoltException be = Errors.from(e);
+        BoltException be = Errors.from(e, target, method);
         if (!idempotent || attempt >= retry.maxAttempts() || !RetryPolicy.retryable(be)) {
           throw be;
         }
         attempt++;
-        sleep(retry.backoff(attempt));
+        sleep(retry.backoff(attempt), method);
       }
     }
   }
 
-  private <T> CompletableFuture<T> callAsync(boolean idempotent, Supplier<ListenableFuture<T>> rpc) {
+  private <T> CompletableFuture<T> callAsync(String method, boolean idempotent,
+      Supplier<ListenableFuture<T>> rpc) {
     CompletableFuture<T> result = new CompletableFuture<>();
-    attemptAsync(idempotent, rpc, 1, result);
+    attemptAsync(method, idempotent, rpc, 1, result);
     return result;
   }
 
-  private <T> void attemptAsync(boolean idempotent, Supplier<ListenableFuture<T>> rpc, int attempt,
-      CompletableFuture<T> result) {
+  private <T> void attemptAsync(String method, boolean idempotent, Supplier<ListenableFuture<T>> rpc,
+      int attempt, CompletableFuture<T> result) {
     ListenableFuture<T> f;
     try {
       f = rpc.get();
     } catch (RuntimeException e) {
-      result.completeExceptionally(Errors.from(e));
+      result.completeExceptionally(Errors.from(e, target, method));
       return;
     }
     Futures.addCallback(f, new FutureCallback<T>() {
@@ -511,24 +518,25 @@ public final class BoltClient implements AutoCloseable {
 
       @Override
       public void onFailure(Throwable t) {
-        BoltException be = Errors.from(t);
+        BoltException be = Errors.from(t, target, method);
         if (!idempotent || attempt >= retry.maxAttempts() || !RetryPolicy.retryable(be)) {
           result.completeExceptionally(be);
           return;
         }
         Executor later = CompletableFuture.delayedExecutor(
             retry.backoff(attempt + 1).toMillis(), TimeUnit.MILLISECONDS);
-        later.execute(() -> attemptAsync(idempotent, rpc, attempt + 1, result));
+        later.execute(() -> attemptAsync(method, idempotent, rpc, attempt + 1, result));
       }
     }, MoreExecutors.directExecutor());
   }
 
-  static void sleep(Duration d) {
+  /** Waits between attempts of {@code method}; an interrupt ends the call as CANCELLED. */
+  void sleep(Duration d, String method) {
     try {
       Thread.sleep(d.toMillis());
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new BoltException(io.grpc.Status.Code.CANCELLED, "interrupted", e);
+      throw new BoltException(io.grpc.Status.Code.CANCELLED, target, method, "interrupted", e);
     }
   }
 
@@ -659,7 +667,7 @@ public final class BoltClient implements AutoCloseable {
       }
       b.maxInboundMessageSize(64 << 20);
       ManagedChannel ch = b.build();
-      return new BoltClient(ch, ch, deadline, retry);
+      return new BoltClient(ch, ch, new HostPort(host, port).toString(), deadline, retry);
     }
   }
 }

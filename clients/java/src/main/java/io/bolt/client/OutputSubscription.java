@@ -92,7 +92,7 @@ public final class OutputSubscription implements AutoCloseable {
           completion.cancel(false);
           return;
         }
-        BoltException be = Errors.from(t);
+        BoltException be = Errors.from(t, client.target(), "StreamOutput");
         if (failures++ == 0) {
           failingSince = System.nanoTime();
         }

@@ -65,7 +65,7 @@ public final class OutputTail implements Iterator<OutputChunk>, AutoCloseable {
         pending = c;
         return true;
       } catch (RuntimeException e) {
-        BoltException be = Errors.from(e);
+        BoltException be = Errors.from(e, client.target(), "StreamOutput");
         cancelContext();
         stream = null;
         if (failures++ == 0) {
@@ -76,7 +76,7 @@ public final class OutputTail implements Iterator<OutputChunk>, AutoCloseable {
           done = true;
           throw be;
         }
-        BoltClient.sleep(client.retryPolicy().backoff(failures + 1));
+        client.sleep(client.retryPolicy().backoff(failures + 1), "StreamOutput");
       }
     }
     return false;

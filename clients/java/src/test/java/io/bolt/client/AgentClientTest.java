@@ -114,6 +114,20 @@ class AgentClientTest {
   }
 
   @Test
+  void refusedFieldsAreNamedInStructuredDetails() {
+    BoltException bad = assertThrows(BoltException.InvalidArgumentException.class,
+        () -> client.execute("bolt-test", "echo", Map.of("msg", "x", "count", "many")));
+    assertEquals(List.of("args.count"), bad.fieldViolations().stream().map(BoltException.FieldViolation::field).toList());
+    assertTrue(bad.fieldViolations().get(0).description().contains("count"), bad.fieldViolations().toString());
+    BoltException pack = assertThrows(BoltException.InvalidArgumentException.class,
+        () -> client.execute("Bad_Pack", "echo", Map.of()));
+    assertEquals("pack", pack.fieldViolations().get(0).field());
+    BoltException missing = assertThrows(BoltException.NotFoundException.class,
+        () -> client.execute("no-such-pack", "echo", Map.of()));
+    assertEquals(List.of(), missing.fieldViolations());
+  }
+
+  @Test
   void refusedCallsAreTypedExceptions() {
     assertThrows(BoltException.InvalidArgumentException.class,
         () -> client.execute("bolt-test", "echo", Map.of("msg", "x", "count", "0")));
@@ -338,7 +352,7 @@ class AgentClientTest {
         .deadline(Duration.ofSeconds(5)).build()) {
       BoltException e = assertThrows(BoltException.class, stranger::health);
       assertInstanceOf(BoltException.TlsException.class, e, e.toString());
-      assertTrue(e.getMessage().startsWith("TLS handshake failed"), e.getMessage());
+      assertOneLineTlsMessage(e, "127.0.0.1:" + agent.port());
     }
   }
 
@@ -351,17 +365,57 @@ class AgentClientTest {
         .deadline(Duration.ofSeconds(5)).build()) {
       BoltException e = assertThrows(BoltException.class, wrongCa::health);
       assertInstanceOf(BoltException.TlsException.class, e, e.toString());
-      assertTrue(e.getMessage().startsWith("TLS handshake failed"), e.getMessage());
+      assertOneLineTlsMessage(e, "127.0.0.1:" + agent.port());
+      // The verification failure itself, not grpc's "io exception".
+      assertTrue(e.details().contains("PKIX") || e.details().contains("certif"), e.details());
     }
   }
 
+  /** One line naming the agent, the TLS failure and what to check; no netty pipeline dump. */
+  static void assertOneLineTlsMessage(BoltException e, String target) {
+    String m = e.getMessage();
+    assertEquals(target, e.target());
+    assertEquals("Health", e.method());
+    assertTrue(m.startsWith(target + ": Health failed: UNAVAILABLE: TLS handshake failed: "), m);
+    assertFalse(m.contains("\n") || m.contains("\r"), m);
+    assertFalse(m.toLowerCase(java.util.Locale.ROOT).contains("pipeline"), m);
+    assertFalse(m.contains("io exception"), m);
+    assertTrue(m.contains("signed by the configured CA"), m);
+  }
+
   @Test
-  void stoppedAgentIsUnavailable() {
-    try (BoltClient nowhere = BoltClient.newBuilder().target("127.0.0.1", 1).tlsDir(tls)
+  void refusedPortIsUnavailableAndSaysSo() throws Exception {
+    int port;
+    try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+      port = s.getLocalPort(); // free once closed: nothing listens there
+    }
+    try (BoltClient nowhere = BoltClient.newBuilder().target("127.0.0.1", port).tlsDir(tls)
         .retryPolicy(new RetryPolicy(2, Duration.ofMillis(10), Duration.ofMillis(10)))
         .deadline(Duration.ofSeconds(5)).build()) {
       BoltException e = assertThrows(BoltException.UnavailableException.class, nowhere::health);
       assertFalse(e instanceof BoltException.TlsException, e.toString());
+      assertTrue(RetryPolicy.retryable(e));
+      assertTrue(e.getMessage().startsWith("127.0.0.1:" + port + ": Health failed: UNAVAILABLE: "), e.getMessage());
+      assertTrue(e.getMessage().contains("Connection refused"), e.getMessage());
+      assertFalse(e.getMessage().contains("io exception"), e.getMessage());
+    }
+  }
+
+  @Test
+  void hostNamedLikeATlsErrorIsStillJustUnreachable() {
+    // Resolution fails; the name's words must not make it a TLS failure.
+    java.util.logging.Logger resolver = java.util.logging.Logger.getLogger("io.grpc.internal.ManagedChannelImpl");
+    java.util.logging.Level level = resolver.getLevel();
+    resolver.setLevel(java.util.logging.Level.OFF); // grpc logs the expected resolution failure with a stack trace
+    try (BoltClient nowhere = BoltClient.newBuilder().target("tls-handshake-alert.example:7443").tlsDir(tls)
+        .retryPolicy(RetryPolicy.none()).deadline(Duration.ofSeconds(10)).build()) {
+      BoltException e = assertThrows(BoltException.class, nowhere::health);
+      assertEquals(BoltException.UnavailableException.class, e.getClass(), e.toString());
+      assertEquals("tls-handshake-alert.example:7443", e.target());
+      assertTrue(e.getMessage().startsWith("tls-handshake-alert.example:7443: Health failed: UNAVAILABLE: "),
+          e.getMessage());
+    } finally {
+      resolver.setLevel(level);
     }
   }
 }

@@ -5,18 +5,18 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 
 import io.bolt.client.fleet.FailureBudget;
 import io.bolt.client.fleet.Strategy;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 
 class PureLogicTest {
-  static Instance i(String id, String az) {
-    return new Instance(id, "127.0.0.1", 1, "", az, "");
+  static InventoryInstance i(String id, String az) {
+    return new InventoryInstance(id, "127.0.0.1", 1, "", az, "");
   }
 
   @Test
   void groupsFollowFirstAppearance() {
-    List<Instance> inv = List.of(i("a1", "us-east-1a"), i("b1", "us-east-1b"), i("w1", "us-west-2a"),
+    List<InventoryInstance> inv = List.of(i("a1", "us-east-1a"), i("b1", "us-east-1b"), i("w1", "us-west-2a"),
         i("a2", "us-east-1a"));
     assertEquals(List.of(List.of("a1", "a2"), List.of("b1"), List.of("w1")), ids(Strategy.AZ.groups(inv)));
     assertEquals(List.of(List.of("a1", "b1", "a2"), List.of("w1")), ids(Strategy.REGION.groups(inv)));
@@ -26,8 +26,8 @@ class PureLogicTest {
     assertThrows(IllegalArgumentException.class, () -> Strategy.parse("random"));
   }
 
-  static List<List<String>> ids(List<List<Instance>> groups) {
-    return groups.stream().map(g -> g.stream().map(Instance::id).toList()).toList();
+  static List<List<String>> ids(List<List<InventoryInstance>> groups) {
+    return groups.stream().map(g -> g.stream().map(InventoryInstance::id).toList()).toList();
   }
 
   @Test
@@ -40,8 +40,8 @@ class PureLogicTest {
 
   @Test
   void regionFromZoneAndHostPorts() {
-    assertEquals("us-east-1", Instance.regionOf("us-east-1a"));
-    assertEquals("", Instance.regionOf(""));
+    assertEquals("us-east-1", InventoryInstance.regionOf("us-east-1a"));
+    assertEquals("", InventoryInstance.regionOf(""));
     assertEquals(new HostPort("10.0.0.1", 7443), HostPort.parse("10.0.0.1", 7443));
     assertEquals(new HostPort("h", 9), HostPort.parse("h:9", 7443));
     assertEquals(new HostPort("::1", 9), HostPort.parse("[::1]:9", 7443));

@@ -14,8 +14,10 @@ import java.util.regex.Pattern;
  * rules are shared with the Python client (integration/scenarios/README.md).
  */
 public record FailureBudget(int count, double percent, boolean isPercent) {
-  private static final Pattern COUNT = Pattern.compile("[0-9]+");
-  private static final Pattern PERCENT = Pattern.compile("([0-9]+(?:\\.[0-9]{1,6})?)\\s*%");
+  /** A count: ASCII digits only (no sign, no exponent). Shared with {@link ConcurrencyLimit}. */
+  static final Pattern COUNT = Pattern.compile("[0-9]+");
+  /** A percentage: digits with up to 6 decimals, then %. Shared with {@link ConcurrencyLimit}. */
+  static final Pattern PERCENT = Pattern.compile("([0-9]+(?:\\.[0-9]{1,6})?)\\s*%");
 
   public FailureBudget {
     if (count < 0 || !(percent >= 0 && percent <= 100)) {

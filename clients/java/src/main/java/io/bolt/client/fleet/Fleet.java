@@ -6,7 +6,7 @@ import io.bolt.client.Errors;
 import io.bolt.client.Executions;
 import io.bolt.client.OutputSubscription;
 import io.bolt.client.Timers;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.client.inventory.InventoryProvider;
 import io.bolt.v1.ExecuteRequest;
 import io.bolt.v1.Execution;
@@ -59,11 +59,11 @@ import java.util.function.Function;
  * <p>The fleet keeps one {@link BoltClient} per agent address; {@link #close()} closes them.
  */
 public final class Fleet implements AutoCloseable {
-  private final Function<Instance, BoltClient> connect;
+  private final Function<InventoryInstance, BoltClient> connect;
   private final Map<String, BoltClient> clients = new ConcurrentHashMap<>();
 
   /** Clients come from {@code connect}, called once per agent address. */
-  public Fleet(Function<Instance, BoltClient> connect) {
+  public Fleet(Function<InventoryInstance, BoltClient> connect) {
     this.connect = Objects.requireNonNull(connect);
   }
 
@@ -84,7 +84,7 @@ public final class Fleet implements AutoCloseable {
   }
 
   /** The client of one instance's agent (made on first use, then reused). */
-  public BoltClient client(Instance instance) {
+  public BoltClient client(InventoryInstance instance) {
     return clients.computeIfAbsent(instance.target(), k -> connect.apply(instance));
   }
 
@@ -94,12 +94,12 @@ public final class Fleet implements AutoCloseable {
     return run(inventory.instances(), task, options, null);
   }
 
-  public FleetReport run(List<Instance> instances, Task task, RolloutOptions options) {
+  public FleetReport run(List<InventoryInstance> instances, Task task, RolloutOptions options) {
     return run(instances, task, options, null);
   }
 
   /** Runs the rollout under a new run id and blocks until it is over. */
-  public FleetReport run(List<Instance> instances, Task task, RolloutOptions options, FleetListener listener) {
+  public FleetReport run(List<InventoryInstance> instances, Task task, RolloutOptions options, FleetListener listener) {
     return run(instances, task, options, listener, newRunId("fleet-"));
   }
 
@@ -107,7 +107,7 @@ public final class Fleet implements AutoCloseable {
    * Runs the rollout and blocks until it is over. The same {@code runId} (non-empty,
    * no ':') as an earlier run re-attaches to the executions that run started.
    */
-  public FleetReport run(List<Instance> instances, Task task, RolloutOptions options, FleetListener listener,
+  public FleetReport run(List<InventoryInstance> instances, Task task, RolloutOptions options, FleetListener listener,
       String runId) {
     checkRunId(runId);
     requireUniqueIds(instances);
@@ -117,13 +117,13 @@ public final class Fleet implements AutoCloseable {
     AtomicInteger errors = new AtomicInteger();
     Map<String, InstanceResult> results = new ConcurrentHashMap<>();
     boolean stopped = false;
-    List<List<Instance>> groups = options.strategy().groups(instances);
+    List<List<InventoryInstance>> groups = options.strategy().groups(instances);
     for (int g = 0; g < groups.size() && !stopped; g++) {
-      List<Instance> group = groups.get(g);
+      List<InventoryInstance> group = groups.get(g);
       l.groupStarted(g, label(options.strategy(), group), group);
       Semaphore permits = new Semaphore(options.concurrency(group.size()));
       List<CompletableFuture<InstanceResult>> running = new ArrayList<>();
-      for (Instance instance : group) {
+      for (InventoryInstance instance : group) {
         permits.acquireUninterruptibly();
         if (errors.get() > allowed) {
           stopped = true;
@@ -133,7 +133,8 @@ public final class Fleet implements AutoCloseable {
         l.instanceStarted(instance);
         running.add(runOne(instance, task, options, runId).whenComplete((r, err) -> {
           // Record before releasing the permit: the next start must see this error.
-          InstanceResult res = r != null ? r : errorResult(instance, "", Errors.from(err), Duration.ZERO);
+          InstanceResult res = r != null ? r
+              : errorResult(instance, "", Errors.from(err, instance.target(), firstCall(options)), Duration.ZERO);
           results.put(instance.id(), res);
           if (res.outcome().isError()) {
             errors.incrementAndGet();
@@ -154,7 +155,7 @@ public final class Fleet implements AutoCloseable {
       l.stopped(errors.get(), allowed);
     }
     List<InstanceResult> report = new ArrayList<>();
-    for (Instance i : instances) {
+    for (InventoryInstance i : instances) {
       InstanceResult r = results.get(i.id());
       if (r == null) {
         r = InstanceResult.skipped(i);
@@ -166,7 +167,7 @@ public final class Fleet implements AutoCloseable {
         Duration.between(t0, Instant.now()));
   }
 
-  private static String label(Strategy s, List<Instance> group) {
+  private static String label(Strategy s, List<InventoryInstance> group) {
     return switch (s) {
       case ONE_AT_A_TIME -> group.get(0).id();
       case AZ -> group.get(0).availabilityZone();
@@ -176,18 +177,19 @@ public final class Fleet implements AutoCloseable {
   }
 
   /** One instance of a rollout: health gate, Execute, follow to the end. Never fails: errors are results. */
-  CompletableFuture<InstanceResult> runOne(Instance instance, Task task, RolloutOptions o, String runId) {
+  CompletableFuture<InstanceResult> runOne(InventoryInstance instance, Task task, RolloutOptions o, String runId) {
     Instant t0 = Instant.now();
     BoltClient client;
     try {
       client = client(instance);
     } catch (RuntimeException e) {
-      return CompletableFuture.completedFuture(errorResult(instance, "", Errors.from(e), since(t0)));
+      return CompletableFuture.completedFuture(
+          errorResult(instance, "", Errors.from(e, instance.target(), firstCall(o)), since(t0)));
     }
     CompletableFuture<String> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
         : client.withDeadline(o.healthTimeout()).healthAsync().handle((h, err) -> {
           if (err != null) {
-            return "health check failed: " + Errors.from(err).getMessage();
+            return "health check failed: " + Errors.from(err, client.target(), "Health").getMessage();
           }
           return passesHealthGate(h) ? null : unhealthy(h);
         });
@@ -206,12 +208,17 @@ public final class Fleet implements AutoCloseable {
       }
       return client.executeAsync(req.build())
           .thenCompose(resp -> follow(client, instance, resp.getExecutionId(), o, t0))
-          .exceptionally(err -> errorResult(instance, "", Errors.from(err), since(t0)));
+          .exceptionally(err -> errorResult(instance, "", Errors.from(err, client.target(), "Execute"), since(t0)));
     });
   }
 
+  /** The first RPC sent for an instance, named by errors that happen before any is sent. */
+  private static String firstCall(RolloutOptions o) {
+    return o.healthGate() ? "Health" : "Execute";
+  }
+
   /** Follows one execution's output to its end (keeping an excerpt), bounded by the instance timeout. */
-  private CompletableFuture<InstanceResult> follow(BoltClient client, Instance instance, String executionId,
+  private CompletableFuture<InstanceResult> follow(BoltClient client, InventoryInstance instance, String executionId,
       RolloutOptions o, Instant t0) {
     CompletableFuture<InstanceResult> done = new CompletableFuture<>();
     java.util.concurrent.atomic.AtomicBoolean clientTimeout = new java.util.concurrent.atomic.AtomicBoolean();
@@ -246,7 +253,8 @@ public final class Fleet implements AutoCloseable {
         if (e2 != null && Executions.isFinal(e2)) {
           done.complete(finished(instance, e2, excerpt, t0));
         } else {
-          String why = err != null ? "output stream broken: " + Errors.from(err).getMessage()
+          String why = err != null
+              ? "output stream broken: " + Errors.from(err, client.target(), "StreamOutput").getMessage()
               : "output stream ended before the execution";
           done.complete(new InstanceResult(instance, Outcome.ERROR, executionId, e2, excerpt.text(), why,
               since(t0)));
@@ -269,19 +277,21 @@ public final class Fleet implements AutoCloseable {
                     : Duration.ofSeconds(15)))
             .whenComplete((e, err) -> {
               done.complete(new InstanceResult(instance, Outcome.TIMED_OUT, executionId, e, excerpt.text(),
-                  err == null ? why : why + " (" + Errors.from(err).getMessage() + ")", since(t0)));
+                  err == null ? why : why + " (" + Errors.from(err, client.target(), "Kill").getMessage() + ")",
+                  since(t0)));
             });
       }, ms, TimeUnit.MILLISECONDS);
     }
     return done;
   }
 
-  private static InstanceResult finished(Instance instance, Execution e, Excerpt excerpt, Instant t0) {
+  private static InstanceResult finished(InventoryInstance instance, Execution e, Excerpt excerpt, Instant t0) {
     return new InstanceResult(instance, Outcome.of(e.getState()), e.getExecutionId(), e, excerpt.text(),
         e.getError(), since(t0));
   }
 
-  private static InstanceResult errorResult(Instance instance, String executionId, BoltException e, Duration d) {
+  private static InstanceResult errorResult(InventoryInstance instance, String executionId, BoltException e,
+      Duration d) {
     return new InstanceResult(instance, Outcome.ERROR, executionId, null, "", e.getMessage(), d);
   }
 
@@ -330,9 +340,9 @@ public final class Fleet implements AutoCloseable {
     return prefix + UUID.randomUUID().toString().replace("-", "").substring(0, 16);
   }
 
-  private static void requireUniqueIds(List<Instance> instances) {
+  private static void requireUniqueIds(List<InventoryInstance> instances) {
     Set<String> seen = new HashSet<>();
-    for (Instance i : instances) {
+    for (InventoryInstance i : instances) {
       if (!seen.add(i.id())) {
         throw new IllegalArgumentException("inventory has duplicate instance id " + i.id());
       }
@@ -347,17 +357,19 @@ public final class Fleet implements AutoCloseable {
    * without waiting for the executions. With the health gate, an unhealthy
    * instance's handle carries the error instead of an execution.
    */
-  public List<Handle> submit(List<Instance> instances, Task task, RolloutOptions options) {
+  public List<Handle> submit(List<InventoryInstance> instances, Task task, RolloutOptions options) {
     return submit(instances, task, options, newRunId("submit-"));
   }
 
   /** {@link #submit(List, Task, RolloutOptions)}; the same {@code runId} twice returns the same executions. */
-  public List<Handle> submit(List<Instance> instances, Task task, RolloutOptions options, String runId) {
+  public List<Handle> submit(List<InventoryInstance> instances, Task task, RolloutOptions options, String runId) {
     checkRunId(runId);
     requireUniqueIds(instances);
-    Semaphore permits = new Semaphore(options.maxConcurrency() == 0 ? Integer.MAX_VALUE : options.maxConcurrency());
+    // A percentage here is of all the instances: submit has no groups.
+    Semaphore permits = new Semaphore(options.maxConcurrency() == null ? Integer.MAX_VALUE
+        : options.maxConcurrency().limit(instances.size()));
     Map<String, CompletableFuture<Handle>> pending = new LinkedHashMap<>();
-    for (Instance instance : instances) {
+    for (InventoryInstance instance : instances) {
       permits.acquireUninterruptibly();
       CompletableFuture<Handle> f = submitOne(instance, task, options, runId);
       f.whenComplete((h, e) -> permits.release());
@@ -368,18 +380,18 @@ public final class Fleet implements AutoCloseable {
     return out;
   }
 
-  private CompletableFuture<Handle> submitOne(Instance instance, Task task, RolloutOptions o, String runId) {
+  private CompletableFuture<Handle> submitOne(InventoryInstance instance, Task task, RolloutOptions o, String runId) {
     BoltClient client;
     try {
       client = client(instance);
     } catch (RuntimeException e) {
-      return CompletableFuture.completedFuture(new Handle(instance, null, "", Errors.from(e), task.pack(),
-          task.action(), ""));
+      return CompletableFuture.completedFuture(new Handle(instance, null, "",
+          Errors.from(e, instance.target(), firstCall(o)), task.pack(), task.action(), ""));
     }
     CompletableFuture<Void> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
         : client.withDeadline(o.healthTimeout()).healthAsync().thenAccept(h -> {
           if (!passesHealthGate(h)) {
-            throw new BoltException(io.grpc.Status.Code.UNAVAILABLE, unhealthy(h), null);
+            throw new BoltException(io.grpc.Status.Code.UNAVAILABLE, client.target(), "Health", unhealthy(h), null);
           }
         });
     String key = idempotencyKey(runId, instance.id());
@@ -393,11 +405,12 @@ public final class Fleet implements AutoCloseable {
     }
     return gate.thenCompose(v -> client.executeAsync(req.build()))
         .thenApply(r -> new Handle(instance, client, r.getExecutionId(), null, task.pack(), task.action(), key))
-        .exceptionally(e -> new Handle(instance, client, "", Errors.from(e), task.pack(), task.action(), key));
+        .exceptionally(e -> new Handle(instance, client, "", Errors.from(e, client.target(), "Execute"), task.pack(),
+            task.action(), key));
   }
 
   /** A handle on an execution started earlier, possibly by another process. */
-  public Handle attach(Instance instance, String executionId) {
+  public Handle attach(InventoryInstance instance, String executionId) {
     return new Handle(instance, client(instance), executionId, null, "", "", "");
   }
 
@@ -415,14 +428,15 @@ public final class Fleet implements AutoCloseable {
     List<CompletableFuture<InstanceResult>> fs = new ArrayList<>();
     for (Handle h : handles) {
       if (!h.submitted()) {
-        BoltException e = h.error().orElse(new BoltException(io.grpc.Status.Code.UNKNOWN, "not submitted", null));
-        fs.add(CompletableFuture.completedFuture(errorResult(h.instance(), "", e, Duration.ZERO)));
+        fs.add(CompletableFuture.completedFuture(new InstanceResult(h.instance(), Outcome.ERROR, "", null, "",
+            h.errorText().isEmpty() ? "not submitted" : h.errorText(), Duration.ZERO)));
         continue;
       }
       fs.add(h.waitForAsync(timeout)
           .thenApply(e -> new InstanceResult(h.instance(), Outcome.of(e.getState()), e.getExecutionId(), e, "",
               e.getError(), since(t0)))
-          .exceptionally(err -> errorResult(h.instance(), h.executionId(), Errors.from(err), since(t0))));
+          .exceptionally(err -> errorResult(h.instance(), h.executionId(),
+              Errors.from(err, h.instance().target(), "GetExecution"), since(t0))));
     }
     List<InstanceResult> results = fs.stream().map(CompletableFuture::join).toList();
     int errors = (int) results.stream().filter(r -> r.outcome().isError()).count();

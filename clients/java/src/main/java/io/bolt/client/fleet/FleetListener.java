@@ -1,6 +1,6 @@
 package io.bolt.client.fleet;
 
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import java.util.List;
 
 /**
@@ -9,10 +9,10 @@ import java.util.List;
  */
 public interface FleetListener {
   /** A group starts: its index, label (zone, region, instance id or "all") and members. */
-  default void groupStarted(int index, String label, List<Instance> members) {}
+  default void groupStarted(int index, String label, List<InventoryInstance> members) {}
 
   /** The instance's first call (Health or Execute) is about to be sent. */
-  default void instanceStarted(Instance instance) {}
+  default void instanceStarted(InventoryInstance instance) {}
 
   /** The instance has its final report line (also called for SKIPPED instances). */
   default void instanceFinished(InstanceResult result) {}

@@ -3,7 +3,7 @@ package io.bolt.client.fleet;
 import io.bolt.client.BoltClient;
 import io.bolt.client.BoltException;
 import io.bolt.client.OutputTail;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.v1.Execution;
 import io.bolt.v1.KillResponse;
 import java.time.Duration;
@@ -16,7 +16,7 @@ import java.util.concurrent.CompletableFuture;
  * be rebuilt in another process with {@link Fleet#attach}.
  */
 public final class Handle {
-  private final Instance instance;
+  private final InventoryInstance instance;
   private final BoltClient client;
   private final String executionId;
   private final BoltException error;
@@ -25,13 +25,13 @@ public final class Handle {
   private final String idempotencyKey;
   private final String errorText;
 
-  Handle(Instance instance, BoltClient client, String executionId, BoltException error, String pack,
+  Handle(InventoryInstance instance, BoltClient client, String executionId, BoltException error, String pack,
       String action, String idempotencyKey) {
     this(instance, client, executionId, error, pack, action, idempotencyKey,
         error == null ? "" : error.getMessage());
   }
 
-  private Handle(Instance instance, BoltClient client, String executionId, BoltException error, String pack,
+  private Handle(InventoryInstance instance, BoltClient client, String executionId, BoltException error, String pack,
       String action, String idempotencyKey, String errorText) {
     this.instance = instance;
     this.client = client;
@@ -44,12 +44,14 @@ public final class Handle {
   }
 
   /** Rebuilds a handle from {@link #toJson()} (or the Python client's {@code Handle.to_dict}). */
-  static Handle fromJson(com.google.gson.JsonObject o, java.util.function.Function<Instance, BoltClient> clients) {
-    Instance instance = Instance.fromJson(o.get("instance"));
+  static Handle fromJson(com.google.gson.JsonObject o,
+      java.util.function.Function<InventoryInstance, BoltClient> clients) {
+    InventoryInstance instance = InventoryInstance.fromJson(o.get("instance"));
     String err = str(o, "error");
     String id = str(o, "execution_id");
-    BoltException e = id.isEmpty()
-        ? new BoltException(io.grpc.Status.Code.UNKNOWN, err.isEmpty() ? "not submitted" : err, null) : null;
+    // The original error's type is not in the JSON; its text is kept as the details.
+    BoltException e = id.isEmpty() ? new BoltException(io.grpc.Status.Code.UNKNOWN, instance.target(), "Execute",
+        err.isEmpty() ? "not submitted" : err, null) : null;
     return new Handle(instance, clients.apply(instance), id, e, str(o, "pack"), str(o, "action"),
         str(o, "idempotency_key"), err);
   }
@@ -85,7 +87,12 @@ public final class Handle {
     return idempotencyKey;
   }
 
-  public Instance instance() {
+  /** Why the submission failed, as first reported (kept as is across JSON); empty when it did not. */
+  String errorText() {
+    return errorText;
+  }
+
+  public InventoryInstance instance() {
     return instance;
   }
 

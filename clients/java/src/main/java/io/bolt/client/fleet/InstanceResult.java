@@ -1,7 +1,7 @@
 package io.bolt.client.fleet;
 
 import io.bolt.client.Executions;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.v1.Execution;
 import java.time.Duration;
 import java.time.Instant;
@@ -18,10 +18,10 @@ import java.util.Optional;
  * @param error why the outcome is ERROR or UNHEALTHY (or the execution's own error); empty otherwise
  * @param clientDuration time from the first call for this instance to its result, client side
  */
-public record InstanceResult(Instance instance, Outcome outcome, String executionId, Execution execution,
+public record InstanceResult(InventoryInstance instance, Outcome outcome, String executionId, Execution execution,
     String outputExcerpt, String error, Duration clientDuration) {
 
-  public static InstanceResult skipped(Instance instance) {
+  public static InstanceResult skipped(InventoryInstance instance) {
     return new InstanceResult(instance, Outcome.SKIPPED, "", null, "", "", Duration.ZERO);
   }
 

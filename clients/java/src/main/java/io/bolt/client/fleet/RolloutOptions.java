@@ -10,9 +10,9 @@ import java.util.Objects;
  * (integration/scenarios/README.md).
  *
  * @param strategy how instances are grouped
- * @param maxConcurrency instances running at once inside a group (ONE_AT_A_TIME is
- *     always 1); 0 here means unlimited, the default, which {@link Builder#maxConcurrency}
- *     does not accept as a value
+ * @param maxConcurrency instances running at once inside a group: a count or a
+ *     percentage of the group (ONE_AT_A_TIME is always 1); null means unlimited, the
+ *     default
  * @param maxErrors the failure budget
  * @param healthGate call Health before each instance; an error or an answer other than
  *     SERVING or DEGRADED makes the instance UNHEALTHY and nothing is executed there
@@ -23,17 +23,14 @@ import java.util.Objects;
  * @param timeoutGrace see instanceTimeout
  * @param excerptBytes how many trailing output bytes each result keeps
  */
-public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudget maxErrors, boolean healthGate,
-    Duration healthTimeout, Duration instanceTimeout, Duration timeoutGrace, int excerptBytes) {
+public record RolloutOptions(Strategy strategy, ConcurrencyLimit maxConcurrency, FailureBudget maxErrors,
+    boolean healthGate, Duration healthTimeout, Duration instanceTimeout, Duration timeoutGrace, int excerptBytes) {
 
   public RolloutOptions {
     Objects.requireNonNull(strategy, "strategy");
     Objects.requireNonNull(maxErrors, "maxErrors");
     Objects.requireNonNull(healthTimeout, "healthTimeout");
     Objects.requireNonNull(timeoutGrace, "timeoutGrace");
-    if (maxConcurrency < 0) {
-      throw new IllegalArgumentException("maxConcurrency must not be negative (0 = unlimited)");
-    }
   }
 
   public static RolloutOptions defaults() {
@@ -49,12 +46,34 @@ public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudge
     if (strategy == Strategy.ONE_AT_A_TIME) {
       return 1;
     }
-    return Math.max(1, maxConcurrency == 0 ? groupSize : Math.min(maxConcurrency, groupSize));
+    return maxConcurrency == null ? Math.max(1, groupSize) : maxConcurrency.limit(groupSize);
+  }
+
+  /**
+   * How many instances of a group of {@code groupSize} may run at once under a
+   * {@code max_concurrency} as scripts and JSON write it: an Integer is a count, a
+   * String is parsed ("5", "25%"); anything else (a boolean, a fraction) is refused.
+   * The Python client's {@code concurrency_limit}.
+   *
+   * @throws IllegalArgumentException for anything but a count of at least 1 or a
+   *     percentage over 0 and at most 100
+   */
+  public static int concurrencyLimit(Object spec, int groupSize) {
+    if (spec instanceof ConcurrencyLimit c) {
+      return c.limit(groupSize);
+    }
+    if (spec instanceof Integer n) {
+      return ConcurrencyLimit.count(n).limit(groupSize);
+    }
+    if (spec instanceof String s) {
+      return ConcurrencyLimit.parse(s).limit(groupSize);
+    }
+    throw new IllegalArgumentException("bad max concurrency " + spec + ": a count like 5 or a percentage like \"10%\"");
   }
 
   public static final class Builder {
     private Strategy strategy = Strategy.ONE_AT_A_TIME;
-    private int maxConcurrency;
+    private ConcurrencyLimit maxConcurrency;
     private FailureBudget maxErrors = FailureBudget.count(0);
     private boolean healthGate;
     private Duration healthTimeout = Duration.ofSeconds(3);
@@ -69,10 +88,19 @@ public record RolloutOptions(Strategy strategy, int maxConcurrency, FailureBudge
 
     /** At most {@code n} (at least 1) instances at once inside a group; unlimited when not set. */
     public Builder maxConcurrency(int n) {
-      if (n < 1) {
-        throw new IllegalArgumentException("maxConcurrency must be at least 1 (leave it unset for no limit)");
-      }
-      this.maxConcurrency = n;
+      return maxConcurrency(ConcurrencyLimit.count(n));
+    }
+
+    /**
+     * "N" (a count, at least 1) or "P%" (a percentage of each group, over 0 and at
+     * most 100, rounded down but at least 1); unlimited when not set.
+     */
+    public Builder maxConcurrency(String spec) {
+      return maxConcurrency(ConcurrencyLimit.parse(spec));
+    }
+
+    public Builder maxConcurrency(ConcurrencyLimit limit) {
+      this.maxConcurrency = Objects.requireNonNull(limit, "limit");
       return this;
     }
 

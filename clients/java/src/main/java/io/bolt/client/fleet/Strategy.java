@@ -1,6 +1,6 @@
 package io.bolt.client.fleet;
 
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -55,18 +55,19 @@ public enum Strategy {
   }
 
   /** The ordered groups of this strategy; members keep inventory order. */
-  public List<List<Instance>> groups(List<Instance> inventory) {
+  public List<List<InventoryInstance>> groups(List<InventoryInstance> inventory) {
     return switch (this) {
       case ONE_AT_A_TIME -> inventory.stream().map(List::of).toList();
-      case AZ -> groupBy(inventory, Instance::availabilityZone);
-      case REGION -> groupBy(inventory, Instance::region);
+      case AZ -> groupBy(inventory, InventoryInstance::availabilityZone);
+      case REGION -> groupBy(inventory, InventoryInstance::region);
       case PARALLEL -> inventory.isEmpty() ? List.of() : List.of(List.copyOf(inventory));
     };
   }
 
-  private static List<List<Instance>> groupBy(List<Instance> inventory, Function<Instance, String> key) {
-    Map<String, List<Instance>> groups = new LinkedHashMap<>();
-    for (Instance i : inventory) {
+  private static List<List<InventoryInstance>> groupBy(List<InventoryInstance> inventory,
+      Function<InventoryInstance, String> key) {
+    Map<String, List<InventoryInstance>> groups = new LinkedHashMap<>();
+    for (InventoryInstance i : inventory) {
       groups.computeIfAbsent(key.apply(i), k -> new ArrayList<>()).add(i);
     }
     return groups.values().stream().map(List::copyOf).toList();

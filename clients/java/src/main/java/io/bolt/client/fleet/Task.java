@@ -1,6 +1,6 @@
 package io.bolt.client.fleet;
 
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Objects;
@@ -31,7 +31,7 @@ public record Task(String pack, String action, Map<String, String> args,
   }
 
   /** The arguments sent to one instance. */
-  public Map<String, String> argsFor(Instance instance) {
+  public Map<String, String> argsFor(InventoryInstance instance) {
     Map<String, String> m = new LinkedHashMap<>(args);
     m.putAll(argsByInstance.getOrDefault(instance.id(), Map.of()));
     return m;

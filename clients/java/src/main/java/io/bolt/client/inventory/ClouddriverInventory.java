@@ -69,9 +69,9 @@ public final class ClouddriverInventory implements InventoryProvider {
   }
 
   @Override
-  public List<Instance> instances() {
+  public List<InventoryInstance> instances() {
     JsonElement root = get("applications/" + enc(application) + "/serverGroups");
-    List<Instance> out = new ArrayList<>();
+    List<InventoryInstance> out = new ArrayList<>();
     if (!root.isJsonArray()) {
       throw new InventoryException("Clouddriver: serverGroups payload is not a list");
     }
@@ -117,7 +117,7 @@ public final class ClouddriverInventory implements InventoryProvider {
         tags.put("serverGroup", str(sg, "name"));
         tags.put("cloudProvider", str(sg, "cloudProvider"));
         tags.put("healthState", str(i, "healthState"));
-        out.add(new Instance(id, address, port, application, az, region, tags));
+        out.add(new InventoryInstance(id, address, port, application, az, region, tags));
       }
     }
     return out;
@@ -174,7 +174,7 @@ public final class ClouddriverInventory implements InventoryProvider {
     private boolean includeDisabled;
     private boolean healthyOnly;
     private boolean publicAddress;
-    private int port = Instance.DEFAULT_PORT;
+    private int port = InventoryInstance.DEFAULT_PORT;
     private final Map<String, String> headers = new LinkedHashMap<>();
     private Duration timeout = Duration.ofSeconds(30);
 

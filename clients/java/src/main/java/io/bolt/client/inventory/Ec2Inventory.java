@@ -68,13 +68,13 @@ public final class Ec2Inventory implements InventoryProvider, AutoCloseable {
   }
 
   @Override
-  public List<Instance> instances() {
+  public List<InventoryInstance> instances() {
     List<Filter> filters = new ArrayList<>();
     filters.add(Filter.builder().name("instance-state-name").values("running").build());
     tagFilters.forEach((k, v) -> filters.add(Filter.builder().name("tag:" + k).values(v).build()));
     filters.addAll(extraFilters);
     DescribeInstancesRequest req = DescribeInstancesRequest.builder().filters(filters).build();
-    List<Instance> out = new ArrayList<>();
+    List<InventoryInstance> out = new ArrayList<>();
     try {
       collect(req, out);
     } catch (software.amazon.awssdk.core.exception.SdkException e) {
@@ -83,7 +83,7 @@ public final class Ec2Inventory implements InventoryProvider, AutoCloseable {
     return out;
   }
 
-  private void collect(DescribeInstancesRequest req, List<Instance> out) {
+  private void collect(DescribeInstancesRequest req, List<InventoryInstance> out) {
     for (Reservation r : ec2.describeInstancesPaginator(req).reservations()) {
       for (software.amazon.awssdk.services.ec2.model.Instance i : r.instances()) {
         String address = addressType == AddressType.PUBLIC
@@ -97,8 +97,8 @@ public final class Ec2Inventory implements InventoryProvider, AutoCloseable {
           tags.put(t.key(), t.value());
         }
         String az = i.placement() == null ? "" : i.placement().availabilityZone();
-        String reg = region.isEmpty() ? Instance.regionOf(az) : region;
-        out.add(new Instance(i.instanceId(), address, port, tags.getOrDefault(appTag, ""), az, reg, tags));
+        String reg = region.isEmpty() ? InventoryInstance.regionOf(az) : region;
+        out.add(new InventoryInstance(i.instanceId(), address, port, tags.getOrDefault(appTag, ""), az, reg, tags));
       }
     }
   }
@@ -124,7 +124,7 @@ public final class Ec2Inventory implements InventoryProvider, AutoCloseable {
     private final List<Filter> filters = new ArrayList<>();
     private AddressType addressType = AddressType.PRIVATE;
     private String appTag = "app";
-    private int port = Instance.DEFAULT_PORT;
+    private int port = InventoryInstance.DEFAULT_PORT;
 
     /** Use this client (its region and credentials); otherwise one is built from the settings below. */
     public Builder client(Ec2Client client) {

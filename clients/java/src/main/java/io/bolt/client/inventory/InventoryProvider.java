@@ -9,5 +9,5 @@ import java.util.List;
  */
 @FunctionalInterface
 public interface InventoryProvider {
-  List<Instance> instances();
+  List<InventoryInstance> instances();
 }

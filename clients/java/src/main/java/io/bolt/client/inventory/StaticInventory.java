@@ -27,10 +27,10 @@ import java.util.Map;
  * unique. The same format as the Python client's (which also reads YAML).
  */
 public final class StaticInventory implements InventoryProvider {
-  private final List<Instance> instances;
+  private final List<InventoryInstance> instances;
   private final Path file;
 
-  private StaticInventory(List<Instance> instances) {
+  private StaticInventory(List<InventoryInstance> instances) {
     this.instances = List.copyOf(instances);
     this.file = null;
   }
@@ -40,11 +40,11 @@ public final class StaticInventory implements InventoryProvider {
     this.file = file;
   }
 
-  public static StaticInventory of(List<Instance> instances) {
+  public static StaticInventory of(List<InventoryInstance> instances) {
     return new StaticInventory(instances);
   }
 
-  public static StaticInventory of(Instance... instances) {
+  public static StaticInventory of(InventoryInstance... instances) {
     return new StaticInventory(List.of(instances));
   }
 
@@ -57,7 +57,7 @@ public final class StaticInventory implements InventoryProvider {
     return new StaticInventory(parseAll(json, "inventory"));
   }
 
-  private static List<Instance> parseAll(String json, String what) {
+  private static List<InventoryInstance> parseAll(String json, String what) {
     JsonElement root;
     try {
       root = JsonParser.parseString(json);
@@ -72,10 +72,10 @@ public final class StaticInventory implements InventoryProvider {
     } else {
       throw new InventoryException(what + ": expected a list of instances (or {\"instances\": [...]})");
     }
-    List<Instance> out = new ArrayList<>();
+    List<InventoryInstance> out = new ArrayList<>();
     java.util.Set<String> ids = new java.util.HashSet<>();
     for (JsonElement e : list) {
-      Instance i = parse(e);
+      InventoryInstance i = parse(e);
       if (!ids.add(i.id())) {
         throw new InventoryException(what + ": duplicate instance id " + i.id());
       }
@@ -84,11 +84,11 @@ public final class StaticInventory implements InventoryProvider {
     return out;
   }
 
-  /** One instance entry in the file format above (also what {@link Instance#toJson()} writes). */
-  public static Instance parse(JsonElement e) {
+  /** One instance entry in the file format above (also what {@link InventoryInstance#toJson()} writes). */
+  public static InventoryInstance parse(JsonElement e) {
     if (e.isJsonPrimitive()) {
-      HostPort hp = HostPort.parse(e.getAsString(), Instance.DEFAULT_PORT);
-      return new Instance(e.getAsString(), hp.host(), hp.port(), "", "", "");
+      HostPort hp = HostPort.parse(e.getAsString(), InventoryInstance.DEFAULT_PORT);
+      return new InventoryInstance(e.getAsString(), hp.host(), hp.port(), "", "", "");
     }
     JsonObject o = e.getAsJsonObject();
     String address = str(o, "address");
@@ -101,7 +101,7 @@ public final class StaticInventory implements InventoryProvider {
     if (address.isEmpty()) {
       throw new InventoryException("instance entry needs an address or id: " + o);
     }
-    HostPort hp = HostPort.parse(address, Instance.DEFAULT_PORT);
+    HostPort hp = HostPort.parse(address, InventoryInstance.DEFAULT_PORT);
     int port = o.has("port") ? o.get("port").getAsInt() : hp.port();
     String id = str(o, "id");
     if (id.isEmpty()) {
@@ -117,7 +117,7 @@ public final class StaticInventory implements InventoryProvider {
     if (az.isEmpty()) {
       az = str(o, "az");
     }
-    return new Instance(id.isEmpty() ? address : id, hp.host(), port, str(o, "app"), az,
+    return new InventoryInstance(id.isEmpty() ? address : id, hp.host(), port, str(o, "app"), az,
         str(o, "region"), tags);
   }
 
@@ -127,7 +127,7 @@ public final class StaticInventory implements InventoryProvider {
   }
 
   @Override
-  public List<Instance> instances() {
+  public List<InventoryInstance> instances() {
     if (file == null) {
       return instances;
     }

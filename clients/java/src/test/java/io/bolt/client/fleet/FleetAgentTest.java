@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.bolt.client.BoltException;
 import io.bolt.client.OutputTail;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.client.testing.TestAgent;
 import io.bolt.v1.Execution;
 import io.bolt.v1.State;
@@ -45,13 +45,13 @@ class FleetAgentTest {
     agents.forEach(TestAgent::close);
   }
 
-  static List<Instance> live() {
+  static List<InventoryInstance> live() {
     return agents.stream().map(TestAgent::instance).toList();
   }
 
   @Test
   void submitThenCheckBackFromAnotherFleet() {
-    List<Instance> inventory = new ArrayList<>(live());
+    List<InventoryInstance> inventory = new ArrayList<>(live());
     inventory.add(down.instance());
     List<String> ids = new ArrayList<>();
     try (Fleet fleet = Fleet.withTlsDir(tls)) {
@@ -88,7 +88,7 @@ class FleetAgentTest {
 
   @Test
   void attachesAHandleWrittenByThePythonClient() {
-    Instance target = live().get(0);
+    InventoryInstance target = live().get(0);
     String id;
     try (io.bolt.client.BoltClient c = agents.get(0).client()) {
       id = c.execute("bolt-test", "noop", Map.of()).getExecutionId();
@@ -140,12 +140,12 @@ class FleetAgentTest {
     List<String> events = Collections.synchronizedList(new ArrayList<>());
     FleetListener listener = new FleetListener() {
       @Override
-      public void groupStarted(int index, String label, List<Instance> members) {
+      public void groupStarted(int index, String label, List<InventoryInstance> members) {
         events.add("group " + label);
       }
 
       @Override
-      public void instanceStarted(Instance instance) {
+      public void instanceStarted(InventoryInstance instance) {
         events.add("start " + instance.id());
       }
 
@@ -177,6 +177,56 @@ class FleetAgentTest {
       assertEquals(7, first.get("exit_code").getAsInt());
       assertEquals("i-f1", first.getAsJsonObject("instance").get("id").getAsString());
       assertFalse(first.get("started_at").isJsonNull());
+    }
+  }
+
+  @Test
+  void tableShowsTheExecutionOfEveryInstance() {
+    List<InventoryInstance> inventory = new ArrayList<>(live());
+    inventory.add(down.instance());
+    try (Fleet fleet = Fleet.withTlsDir(tls)) {
+      FleetReport r = fleet.run(inventory, Task.of("bolt-test", "echo", Map.of("msg", "last words")),
+          RolloutOptions.builder().strategy(Strategy.PARALLEL).maxErrors(FailureBudget.unlimited()).build());
+      String table = r.table();
+      List<String> lines = table.lines().toList();
+      String header = lines.get(0);
+      assertEquals(List.of("INSTANCE", "ADDRESS", "AZ", "REGION", "OUTCOME", "EXIT", "DURATION", "EXECUTION",
+          "DETAIL"), List.of(header.split("\\s+")), table);
+      for (InstanceResult ir : r.results()) {
+        String row = lines.stream().filter(l -> l.startsWith(ir.id() + " ")).findFirst().orElseThrow();
+        // Columns are aligned under their headers.
+        String execution = row.substring(header.indexOf("EXECUTION")).split("\\s+")[0];
+        String address = row.substring(header.indexOf("ADDRESS")).split("\\s+")[0];
+        assertEquals(ir.instance().target(), address, table);
+        if (ir.id().equals("i-down")) {
+          assertEquals(Outcome.ERROR, ir.outcome(), table);
+          assertEquals("-", execution, table);
+          // The detail is the error, which says where and what happened (not grpc's "io exception").
+          assertTrue(row.contains(ir.instance().target() + ": Execute failed: UNAVAILABLE: "), table);
+          assertTrue(ir.error().contains("Connection refused"), ir.error());
+        } else {
+          assertEquals(Outcome.SUCCEEDED, ir.outcome(), table);
+          assertFalse(ir.executionId().isEmpty());
+          assertEquals(ir.executionId(), execution, table);
+          String lastOutputLine = ir.outputExcerpt().strip().lines().reduce((a, b) -> b).orElseThrow().strip();
+          assertTrue(lastOutputLine.length() > 60 || row.endsWith(lastOutputLine), table);
+        }
+      }
+      assertTrue(lines.get(lines.size() - 1).startsWith("3 instances: 2 SUCCEEDED, 1 ERROR; 1 errors"), table);
+    }
+  }
+
+  @Test
+  void percentageConcurrencyIsOfEachGroup() {
+    // 50% of a two-instance group is one at a time: the second starts after the first ended.
+    try (Fleet fleet = Fleet.withTlsDir(tls)) {
+      FleetReport r = fleet.run(live(), Task.of("bolt-test", "sleep", Map.of("ticks", "2", "interval", "0.3")),
+          RolloutOptions.builder().strategy(Strategy.PARALLEL).maxConcurrency("50%").build());
+      assertTrue(r.ok(), r.table());
+      InstanceResult first = r.results().get(0);
+      InstanceResult second = r.results().get(1);
+      assertFalse(second.startedAt().orElseThrow().isBefore(first.endedAt().orElseThrow()), r.table());
+      assertEquals("50%", r.toJson().get("max_concurrency").getAsString());
     }
   }
 }

@@ -8,7 +8,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import io.bolt.client.inventory.Instance;
+import com.google.gson.JsonPrimitive;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.client.testing.TestAgent;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -156,8 +157,8 @@ class HelperVectorsTest {
     if (v instanceof FailureBudget b) {
       return b.isPercent() ? b.toString() : (double) b.count();
     }
-    if (name.equals("max_concurrency") && Integer.valueOf(0).equals(v)) {
-      return null; // 0 = unlimited
+    if (v instanceof ConcurrencyLimit c) {
+      return c.isPercent() ? c.toString() : (double) c.count();
     }
     if (v instanceof Integer i) {
       return i.doubleValue();
@@ -197,10 +198,56 @@ class HelperVectorsTest {
             () -> RolloutOptions.builder().maxConcurrency(n))));
   }
 
+  // --- concurrency
+
+  /** A vector's max_concurrency as scripts and JSON give it: a JSON int, string or boolean. */
+  static Object spec(JsonElement e) {
+    JsonPrimitive p = e.getAsJsonPrimitive();
+    return p.isNumber() ? (Object) p.getAsBigDecimal().intValueExact()
+        : p.isBoolean() ? (Object) p.getAsBoolean() : p.getAsString();
+  }
+
+  @TestFactory
+  Stream<DynamicTest> concurrencyLimits() {
+    return each(VECTORS.getAsJsonObject("concurrency"), "vectors").map(JsonElement::getAsJsonObject)
+        .map(v -> DynamicTest.dynamicTest(v.get("max_concurrency") + " of " + v.get("group_size"), () -> {
+          Object spec = spec(v.get("max_concurrency"));
+          int groupSize = v.get("group_size").getAsInt();
+          int limit = v.get("limit").getAsInt();
+          assertEquals(limit, RolloutOptions.concurrencyLimit(spec, groupSize));
+          // The same through the builder, as a rollout uses it (AZ: limits apply per group).
+          RolloutOptions.Builder b = RolloutOptions.builder().strategy(Strategy.AZ);
+          RolloutOptions o = spec instanceof Integer n ? b.maxConcurrency(n).build()
+              : b.maxConcurrency((String) spec).build();
+          assertEquals(limit, o.concurrency(groupSize));
+        }));
+  }
+
+  @TestFactory
+  Stream<DynamicTest> rejectedConcurrency() {
+    return each(VECTORS.getAsJsonObject("concurrency"), "rejected")
+        .map(r -> DynamicTest.dynamicTest(r.toString(), () -> {
+          Object spec = spec(r);
+          assertThrows(IllegalArgumentException.class, () -> RolloutOptions.concurrencyLimit(spec, 10));
+          if (spec instanceof String s) {
+            assertThrows(IllegalArgumentException.class, () -> RolloutOptions.builder().maxConcurrency(s));
+          } else if (spec instanceof Integer n) {
+            assertThrows(IllegalArgumentException.class, () -> RolloutOptions.builder().maxConcurrency(n));
+          }
+        }));
+  }
+
+  @Test
+  void oneAtATimeIsAlwaysOneAndUnsetIsTheWholeGroup() {
+    assertEquals(1, RolloutOptions.builder().maxConcurrency("100%").build().concurrency(10));
+    assertEquals(10, RolloutOptions.builder().strategy(Strategy.PARALLEL).build().concurrency(10));
+    assertEquals("25%", RolloutOptions.builder().maxConcurrency(" 25 % ").build().maxConcurrency().toString());
+  }
+
   @Test
   void runIdsAndDuplicateInstancesAreRefusedBeforeAnythingStarts() {
     Task task = Task.of("p", "a", Map.of());
-    Instance i = new Instance("i-1", "h", 1, "", "", "");
+    InventoryInstance i = new InventoryInstance("i-1", "h", 1, "", "", "");
     try (Fleet fleet = new Fleet(x -> {
       throw new AssertionError("no client may be made");
     })) {

@@ -5,7 +5,7 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import io.bolt.client.BoltClient;
 import io.bolt.client.RetryPolicy;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.inprocess.InProcessChannelBuilder;
@@ -45,7 +45,7 @@ class ScenarioLogicTest {
     Server server = InProcessServerBuilder.forName(name).addService(fake).build().start();
     ManagedChannel ch = InProcessChannelBuilder.forName(name).build();
     try (Fleet fleet = new Fleet(i -> new BoltClient(ch))) {
-      Instance i = new Instance("i-1", "x", 1, "", "us-east-1a", "");
+      InventoryInstance i = new InventoryInstance("i-1", "x", 1, "", "us-east-1a", "");
       FleetReport r = fleet.run(List.of(i), Task.of("bolt-test", "scenario", Map.of("seconds", "30")),
           RolloutOptions.builder().instanceTimeout(Duration.ofMillis(200)).timeoutGrace(Duration.ofMillis(200))
               .build());
@@ -66,7 +66,7 @@ class ScenarioLogicTest {
     List<Server> servers = new ArrayList<>();
     List<ManagedChannel> channels = new ArrayList<>();
     Map<String, String> names = new HashMap<>();
-    List<Instance> inventory = new ArrayList<>();
+    List<InventoryInstance> inventory = new ArrayList<>();
     try {
       for (JsonElement e : v.getAsJsonArray("instances")) {
         JsonObject s = e.getAsJsonObject();
@@ -75,7 +75,7 @@ class ScenarioLogicTest {
             .addService(new FakeAgent(ScenarioTest.flag(s, "fail"), ScenarioTest.flag(s, "down"))).build().start());
         String id = s.get("id").getAsString();
         names.put(id, name);
-        inventory.add(new Instance(id, id, 1, "scenario", s.get("availability_zone").getAsString(),
+        inventory.add(new InventoryInstance(id, id, 1, "scenario", s.get("availability_zone").getAsString(),
             s.get("region").getAsString()));
       }
       JsonObject action = v.getAsJsonObject("action");

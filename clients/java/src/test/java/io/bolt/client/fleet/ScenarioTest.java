@@ -7,8 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
+import com.google.gson.JsonPrimitive;
 import com.google.gson.JsonParser;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import io.bolt.client.testing.TestAgent;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -93,7 +94,7 @@ class ScenarioTest {
       for (CompletableFuture<TestAgent> f : starting) {
         agents.add(f.join());
       }
-      List<Instance> inventory = agents.stream().map(TestAgent::instance).toList();
+      List<InventoryInstance> inventory = agents.stream().map(TestAgent::instance).toList();
 
       JsonObject action = v.getAsJsonObject("action");
       Task task = Task.of(action.get("pack").getAsString(), action.get("action").getAsString(),
@@ -124,7 +125,12 @@ class ScenarioTest {
       b.strategy(Strategy.parse(o.get("strategy").getAsString()));
     }
     if (o.has("max_concurrency")) {
-      b.maxConcurrency(o.get("max_concurrency").getAsInt());
+      JsonPrimitive mc = o.getAsJsonPrimitive("max_concurrency");
+      if (mc.isString()) {
+        b.maxConcurrency(mc.getAsString()); // "25%"
+      } else {
+        b.maxConcurrency(mc.getAsInt());
+      }
     }
     if (o.has("max_errors")) {
       b.maxErrors(FailureBudget.parse(o.get("max_errors").getAsString()));

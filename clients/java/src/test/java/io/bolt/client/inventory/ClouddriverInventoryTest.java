@@ -79,14 +79,14 @@ class ClouddriverInventoryTest {
 
   @Test
   void enabledServerGroupsWithAddressesFromInstanceDetails() {
-    List<Instance> got = ClouddriverInventory.builder(base, "kafka").header("X-SPINNAKER-USER", "bolt").build()
+    List<InventoryInstance> got = ClouddriverInventory.builder(base, "kafka").header("X-SPINNAKER-USER", "bolt").build()
         .instances();
-    assertEquals(List.of("i-0a1", "i-0b1", "i-0w1"), got.stream().map(Instance::id).toList(),
+    assertEquals(List.of("i-0a1", "i-0b1", "i-0w1"), got.stream().map(InventoryInstance::id).toList(),
         "the disabled server group is left out");
-    assertEquals(List.of("10.1.0.11", "10.1.0.12", "10.2.0.21"), got.stream().map(Instance::address).toList());
+    assertEquals(List.of("10.1.0.11", "10.1.0.12", "10.2.0.21"), got.stream().map(InventoryInstance::address).toList());
     assertEquals(List.of("us-east-1a", "us-east-1b", "us-west-2a"),
-        got.stream().map(Instance::availabilityZone).toList());
-    assertEquals(List.of("us-east-1", "us-east-1", "us-west-2"), got.stream().map(Instance::region).toList());
+        got.stream().map(InventoryInstance::availabilityZone).toList());
+    assertEquals(List.of("us-east-1", "us-east-1", "us-west-2"), got.stream().map(InventoryInstance::region).toList());
     assertTrue(got.stream().allMatch(i -> i.app().equals("kafka") && i.port() == 7443));
     assertEquals("kafka-prod-v012", got.get(0).tags().get("serverGroup"));
     assertEquals("prod", got.get(0).tags().get("account"));
@@ -97,15 +97,15 @@ class ClouddriverInventoryTest {
   @Test
   void filters() {
     assertEquals(List.of("i-0a1"), ClouddriverInventory.builder(base, "kafka").account("prod").healthyOnly(true)
-        .build().instances().stream().map(Instance::id).toList());
+        .build().instances().stream().map(InventoryInstance::id).toList());
     assertEquals(List.of("10.2.0.21"), ClouddriverInventory.builder(base, "kafka").region("us-west-2").build()
-        .instances().stream().map(Instance::address).toList());
+        .instances().stream().map(InventoryInstance::address).toList());
     assertEquals(List.of("54.0.0.11", "ec2-b1.example"), ClouddriverInventory.builder(base, "kafka").account("prod")
-        .publicAddress(true).build().instances().stream().map(Instance::address).toList());
+        .publicAddress(true).build().instances().stream().map(InventoryInstance::address).toList());
     assertTrue(ClouddriverInventory.builder(base, "kafka").account("prod").includeDisabled(true).build().instances()
         .stream().anyMatch(i -> i.id().equals("i-0old")));
     assertEquals(List.of("i-0w1"), ClouddriverInventory.builder(base, "kafka").cluster("kafka-test").port(7000)
-        .build().instances().stream().map(Instance::id).toList());
+        .build().instances().stream().map(InventoryInstance::id).toList());
   }
 
   @Test

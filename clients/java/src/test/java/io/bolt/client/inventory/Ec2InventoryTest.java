@@ -115,9 +115,9 @@ class Ec2InventoryTest {
   void runningInstancesMatchingTags() {
     try (Ec2Inventory inv = Ec2Inventory.builder().region("us-east-1").endpointOverride(endpoint).credentials(CREDS)
         .tag("app", "kafka").tag("stage", "prod").port(7000).build()) {
-      List<Instance> found = inv.instances();
+      List<InventoryInstance> found = inv.instances();
       assertEquals(3, found.size(), "3 running kafka/prod instances (the stopped one is left out): " + found);
-      for (Instance i : found) {
+      for (InventoryInstance i : found) {
         assertTrue(i.id().startsWith("i-"));
         assertFalse(i.address().isEmpty());
         assertEquals(7000, i.port());
@@ -134,11 +134,11 @@ class Ec2InventoryTest {
   void severalValuesOfATagAndPublicAddresses() {
     try (Ec2Inventory inv = Ec2Inventory.builder().client(ec2).tag("app", "kafka").tag("stage", "prod", "test")
         .address(Ec2Inventory.AddressType.PUBLIC).build()) {
-      List<Instance> found = inv.instances();
+      List<InventoryInstance> found = inv.instances();
       assertEquals(4, found.size());
       List<String> privateIps = Ec2Inventory.builder().client(ec2).tag("app", "kafka").tag("stage", "prod", "test")
-          .build().instances().stream().map(Instance::address).toList();
-      for (Instance i : found) {
+          .build().instances().stream().map(InventoryInstance::address).toList();
+      for (InventoryInstance i : found) {
         assertNotNull(i.address());
         assertFalse(privateIps.contains(i.address()), "public, not private: " + i.address());
       }

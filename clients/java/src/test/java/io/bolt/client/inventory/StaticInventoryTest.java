@@ -21,9 +21,9 @@ class StaticInventoryTest {
           "10.0.0.3"
         ]}
         """);
-    List<Instance> inv = StaticInventory.fromJsonFile(f).instances();
+    List<InventoryInstance> inv = StaticInventory.fromJsonFile(f).instances();
     assertEquals(3, inv.size());
-    assertEquals(new Instance("i-1", "10.0.0.1", 7443, "kafka", "us-east-1a", "us-east-1"), inv.get(0));
+    assertEquals(new InventoryInstance("i-1", "10.0.0.1", 7443, "kafka", "us-east-1a", "us-east-1"), inv.get(0));
     assertEquals(7000, inv.get(1).port());
     assertEquals("us-west-2", inv.get(1).region());
     assertEquals("data", inv.get(1).tags().get("team"));
@@ -56,7 +56,7 @@ class StaticInventoryTest {
 
   @Test
   void aListInCode() {
-    Instance a = new Instance("a", "h", 1, "", "", "");
+    InventoryInstance a = new InventoryInstance("a", "h", 1, "", "", "");
     assertEquals(List.of(a), StaticInventory.of(a).instances());
   }
 }

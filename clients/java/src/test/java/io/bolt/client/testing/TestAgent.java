@@ -4,7 +4,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import io.bolt.client.BoltClient;
-import io.bolt.client.inventory.Instance;
+import io.bolt.client.inventory.InventoryInstance;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
@@ -225,8 +225,8 @@ public final class TestAgent implements AutoCloseable {
     return port;
   }
 
-  public Instance instance() {
-    return new Instance(id, "127.0.0.1", port, "scenario", availabilityZone, region);
+  public InventoryInstance instance() {
+    return new InventoryInstance(id, "127.0.0.1", port, "scenario", availabilityZone, region);
   }
 
   /** A client with the shared client certificate. */

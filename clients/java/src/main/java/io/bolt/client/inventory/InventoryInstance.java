@@ -5,7 +5,9 @@ import java.util.Objects;
 
 /**
  * One instance of a fleet, as an inventory provider found it: where to reach its
- * agent and the labels orchestration groups by.
+ * agent and the labels orchestration groups by. Not to be confused with the
+ * generated {@code io.bolt.v1.Instance}, the labels an agent reports about itself
+ * in {@code AgentInfo}; the distinct name lets code import both.
  *
  * @param id instance id (e.g. {@code i-0abc...})
  * @param address host name or IP address of the agent
@@ -15,11 +17,11 @@ import java.util.Objects;
  * @param region e.g. {@code us-east-1}; empty when unknown
  * @param tags anything else the provider knows (EC2 tags, Clouddriver fields)
  */
-public record Instance(String id, String address, int port, String app, String availabilityZone,
+public record InventoryInstance(String id, String address, int port, String app, String availabilityZone,
     String region, Map<String, String> tags) {
   public static final int DEFAULT_PORT = 7443;
 
-  public Instance {
+  public InventoryInstance {
     Objects.requireNonNull(id, "id");
     Objects.requireNonNull(address, "address");
     app = app == null ? "" : app;
@@ -28,7 +30,7 @@ public record Instance(String id, String address, int port, String app, String a
     tags = tags == null ? Map.of() : Map.copyOf(tags);
   }
 
-  public Instance(String id, String address, int port, String app, String availabilityZone, String region) {
+  public InventoryInstance(String id, String address, int port, String app, String availabilityZone, String region) {
     this(id, address, port, app, availabilityZone, region, Map.of());
   }
 
@@ -50,7 +52,7 @@ public record Instance(String id, String address, int port, String app, String a
   }
 
   /** Reads {@link #toJson()}'s form (or any static inventory entry). */
-  public static Instance fromJson(com.google.gson.JsonElement json) {
+  public static InventoryInstance fromJson(com.google.gson.JsonElement json) {
     return StaticInventory.parse(json);
   }
 
