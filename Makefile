@@ -8,6 +8,9 @@ PY        := $(VENV)/bin/python
 TOOLS     := $(ROOT)/.tools/bin
 GRPCURL   := $(TOOLS)/grpcurl
 GRPCURL_VERSION := v1.9.4
+# buf (the proto breaking-change check) from npm, which ships its prebuilt binary.
+BUF_VERSION := 1.75.0
+BUF       := $(ROOT)/.tools/npm/node_modules/.bin/buf
 AGENT     := $(ROOT)/target/debug/bolt-agent
 AGENT_RELEASE := $(ROOT)/target/release/bolt-agent
 DEV       := $(ROOT)/.dev
@@ -17,7 +20,7 @@ CARGO     ?= cargo
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bolt-tools
 export BOLT_AGENT_BIN ?= $(AGENT)
 
-.PHONY: help build release run test test-rust test-integration test-python test-java bench venv tools clean fuzz test-fuzz
+.PHONY: help build release run test test-rust test-integration test-python test-java bench venv tools proto-check clean fuzz test-fuzz
 
 help:
 	@echo "make run    build and start an agent on 127.0.0.1:7443 (dev certificates, example packs)"
@@ -60,8 +63,19 @@ $(PROMETHEUS):
 	    [ -n "$$made" ] && rm -f /usr/sbin/policy-rc.d; exit $$rc; \
 	else echo "NOTICE: cannot install Debian's prometheus (needs root and apt-get): the Prometheus test will be skipped"; fi
 
-# grpcurl from its Go module; without Go the grpcurl tests are skipped with a notice.
-tools: $(GRPCURL)
+# grpcurl from its Go module, buf from npm; without Go or npm the tests that
+# need them are skipped with a notice.
+tools: $(GRPCURL) $(BUF)
+
+$(BUF):
+	@if command -v npm >/dev/null; then \
+	    echo "installing buf $(BUF_VERSION) with npm"; \
+	    npm install --prefix $(ROOT)/.tools/npm --no-audit --no-fund --silent @bufbuild/buf@$(BUF_VERSION); \
+	else echo "NOTICE: npm is not installed: the proto compatibility check will be skipped"; fi
+
+# The bolt.v1 compatibility policy (docs/api-compatibility.md): proto/ against the last release.
+proto-check: $(BUF)
+	$(BUF) breaking proto --against proto-released
 
 $(GRPCURL):
 	@if command -v go >/dev/null; then \
@@ -96,7 +110,7 @@ test-rust:
 	$(CARGO) test --workspace --locked
 
 test-integration: build venv tools prometheus $(AGENT_NEXT)
-	PROMETHEUS=$(PROMETHEUS) GRPCURL=$(GRPCURL) BOLT_AGENT_NEXT_BIN=$(ROOT)/$(AGENT_NEXT) CARGO_DEB=$(CARGO_DEB) \
+	PROMETHEUS=$(PROMETHEUS) GRPCURL=$(GRPCURL) BUF=$(BUF) BOLT_AGENT_NEXT_BIN=$(ROOT)/$(AGENT_NEXT) CARGO_DEB=$(CARGO_DEB) \
 	    $(PY) -m pytest integration -q -p no:cacheprovider -n 2 --dist loadfile --reruns 1 --reruns-delay 1
 
 test-python: build venv

@@ -124,8 +124,12 @@ def test_prometheus_scrapes_exactly_the_executions_that_ran(
     assert by_label(prom.query('up{job="bolt"}'), "") == {"": 1.0}
     # Histograms of the executions and of the calls.
     assert by_label(prom.query('sum(bolt_execution_cpu_seconds_count{pack="bolt-test"})'), "") == {"": 7.0}
-    execs = by_label(prom.query('sum by (code) (bolt_rpc_duration_seconds_count{method="Execute"})'), "code")
-    assert execs == {"OK": 7.0}
+    # The span's attribute names: rpc.method and rpc.grpc.status_code (0 = OK).
+    execs = by_label(
+        prom.query('sum by (rpc_grpc_status_code) (bolt_rpc_duration_seconds_count{rpc_method="Execute"})'),
+        "rpc_grpc_status_code",
+    )
+    assert execs == {"0": 7.0}
     # The agent itself.
     assert by_label(prom.query("bolt_agent_resident_memory_bytes > 1e6"), "") != {}
     assert by_label(prom.query("bolt_agent_cpu_seconds_total > 0"), "") != {}

@@ -1,5 +1,5 @@
 //! Around every call: a `tracing` span that continues the caller's W3C
-//! `traceparent`, and the latency histogram by method and gRPC code.
+//! `traceparent`, and the latency histogram with the span's attributes (`rpc.method`, `rpc.grpc.status_code`).
 
 use std::{
     future::Future,
@@ -90,7 +90,8 @@ where
                 span2.record("rpc.grpc.status_code", code);
                 crate::telemetry::metrics::get().rpc_duration.record(
                     started.elapsed().as_secs_f64(),
-                    &[KeyValue::new("method", method), KeyValue::new("code", code_name(code))],
+                    // The span's own attribute names (OpenTelemetry's RPC conventions).
+                    &[KeyValue::new("rpc.method", method), KeyValue::new("rpc.grpc.status_code", i64::from(code))],
                 );
                 res
             }
@@ -99,26 +100,3 @@ where
     }
 }
 
-/// gRPC's canonical code names, as Prometheus labels.
-fn code_name(code: i32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
-}

@@ -245,3 +245,26 @@ def test_refused_fields_are_named_in_structured_details(client: BoltClient) -> N
     with pytest.raises(NotFoundError) as nf:
         client.execute("no-such-pack", "echo", {})
     assert nf.value.field_violations == ()  # not about a field: nothing to point at
+
+
+def test_grpc_retries_a_call_while_the_agent_restarts(agents: AgentFactory, tls: TLSConfig) -> None:
+    """Unary calls are retried by gRPC itself (the channel's service config): a
+    Health sent while the agent is down succeeds once it is back, and the same
+    call with retries off fails."""
+    from bolt_client import RetryPolicy
+
+    a = agents("i-retry")
+    addr = a.address
+    patient = RetryPolicy(attempts=5, initial_backoff=1.0, max_backoff=3.0)
+    with BoltClient(addr, tls=tls, timeout=20, retry=patient) as c, \
+            BoltClient(addr, tls=tls, timeout=20, retry=RetryPolicy(attempts=1)) as once:
+        assert c.health().ok and once.health().ok
+        a.stop()
+        with pytest.raises(UnavailableError, match="connection refused"):
+            once.health()
+        restart = threading.Timer(0.3, lambda: a.start(listen=addr))
+        restart.start()
+        try:
+            assert c.health().ok  # retried by gRPC until the agent serves again
+        finally:
+            restart.join()

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import io
 import json
 import os
 import sys
@@ -90,19 +91,22 @@ def print_json_line(obj: Any) -> None:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO | None = None) -> None:
-    cells = [[("" if c is None else str(c)) for c in r] for r in rows]
-    widths = [len(h) for h in headers]
-    for r in cells:
-        for i, c in enumerate(r):
-            widths[i] = max(widths[i], len(c))
+    """Aligned columns (rich's Table, no box): never wrapped, so that scripts can
+    split lines; a bold header only on a terminal."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     o = out or sys.stdout
-
-    def fmt(r: Sequence[str]) -> str:
-        return "  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip()
-
-    o.write(fmt(list(headers)) + "\n")
-    for r in cells:
-        o.write(fmt(r) + "\n")
+    tty = o.isatty()
+    t = Table(box=None, pad_edge=False, show_edge=False, header_style="bold" if tty else "", highlight=False)
+    for h in headers:
+        t.add_column(h, no_wrap=True, overflow="ignore")
+    for r in rows:
+        t.add_row(*(Text("" if c is None else str(c)) for c in r))
+    buf = io.StringIO()
+    Console(file=buf, width=1_000_000, color_system="standard" if tty else None, force_terminal=tty).print(t)
+    o.write("".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines()))
 
 
 def _secs(td: timedelta | float | None) -> str:

@@ -2,9 +2,10 @@
 
 ``_BaseClient`` holds configuration and builds requests; the twins add only
 I/O with the same method names and keyword-only options. Unary calls get a
-deadline (``timeout``); idempotent ones are retried on UNAVAILABLE (never on a
-TLS failure). Execute always carries an idempotency key (a random one when the
-caller gives none), so its retries are idempotent too. ``tail`` reconnects
+deadline (``timeout``) and is retried on UNAVAILABLE by gRPC itself, under the
+channel's service config (``RetryPolicy``, with retry throttling). Every method
+is idempotent: Execute always carries an idempotency key (a random one when the
+caller gives none), so its retries never start a second run. ``tail`` reconnects
 after a broken stream and resumes from the last byte it delivered.
 """
 
@@ -235,7 +236,7 @@ class BoltClient(_BaseClient):
 
     def __init__(self, target: str, **kwargs: Any) -> None:
         super().__init__(target, **kwargs)
-        self._channel = grpc.secure_channel(self.target, self._credentials, options=channel_options(self.tls))
+        self._channel = grpc.secure_channel(self.target, self._credentials, options=channel_options(self.tls, self.retry))
         self._stub = pb_grpc.BoltStub(self._channel)
 
     def __enter__(self) -> "BoltClient":
@@ -249,25 +250,19 @@ class BoltClient(_BaseClient):
             self._closed = True
             self._channel.close()
 
-    def _unary(self, method: str, request: Any, *, idempotent: bool = True, timeout: float | None = None) -> Any:
+    def _unary(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """One call; gRPC itself retries UNAVAILABLE (the channel's service config,
+        from ``RetryPolicy``). A failure that never reached the agent is then
+        explained by one probe connection (``_probe``)."""
         self._check_open()
         fn = getattr(self._stub, method)
-        attempt = 0
-        diagnosis: Diagnosis | None = None
-        while True:
-            attempt += 1
-            try:
-                return fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
-            except grpc.RpcError as exc:
-                err = self._err(exc, method)
-                if self._needs_diagnosis(err):
-                    # One probe per call: it decides whether retrying can help.
-                    diagnosis = diagnosis or diagnose(self.target, self.tls, self.timeout)
-                    err = _explained(err, diagnosis)
-                if idempotent and _retryable(err) and attempt < self.retry.attempts:
-                    time.sleep(self.retry.backoff(attempt))
-                    continue
-                raise err from exc
+        try:
+            return fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
+        except grpc.RpcError as exc:
+            err = self._err(exc, method)
+            if self._needs_diagnosis(err):
+                err = _explained(err, diagnose(self.target, self.tls, self.timeout))
+            raise err from exc
 
     # --- RPCs -----------------------------------------------------------------
 
@@ -449,7 +444,7 @@ class AsyncBoltClient(_BaseClient):
     def _stub(self) -> Any:
         self._check_open()
         if self._stub_ is None:
-            self._channel = grpc.aio.secure_channel(self.target, self._credentials, options=channel_options(self.tls))
+            self._channel = grpc.aio.secure_channel(self.target, self._credentials, options=channel_options(self.tls, self.retry))
             self._stub_ = pb_grpc.BoltStub(self._channel)
         return self._stub_
 
@@ -465,23 +460,15 @@ class AsyncBoltClient(_BaseClient):
             if self._channel is not None:
                 await self._channel.close(None)
 
-    async def _unary(self, method: str, request: Any, *, idempotent: bool = True, timeout: float | None = None) -> Any:
+    async def _unary(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
         fn = getattr(self._stub(), method)
-        attempt = 0
-        diagnosis: Diagnosis | None = None
-        while True:
-            attempt += 1
-            try:
-                return await fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
-            except grpc.RpcError as exc:
-                err = self._err(exc, method)
-                if self._needs_diagnosis(err):
-                    diagnosis = diagnosis or await diagnose_async(self.target, self.tls, self.timeout)
-                    err = _explained(err, diagnosis)
-                if idempotent and _retryable(err) and attempt < self.retry.attempts:
-                    await asyncio.sleep(self.retry.backoff(attempt))
-                    continue
-                raise err from exc
+        try:
+            return await fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
+        except grpc.RpcError as exc:
+            err = self._err(exc, method)
+            if self._needs_diagnosis(err):
+                err = _explained(err, await diagnose_async(self.target, self.tls, self.timeout))
+            raise err from exc
 
     async def list_actions(self, pack: str = "", *, timeout: float | None = None) -> list[Action]:
         resp = await self._unary("ListActions", pb.ListActionsRequest(pack=pack), timeout=timeout)

@@ -130,7 +130,9 @@ def _read(path: Path, what: str) -> bytes:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of idempotent calls after a :class:`TransportError` (UNAVAILABLE only)."""
+    """Retries after UNAVAILABLE: gRPC's own, from the channel's service config, for
+    unary calls (at most 5 attempts, gRPC's ceiling; ``attempts=1`` turns them off);
+    this client's, with the same backoff, for reconnecting a broken output stream."""
 
     attempts: int = 3
     initial_backoff: float = 0.1
@@ -221,14 +223,36 @@ def normalize_target(target: str, default_port: int = DEFAULT_PORT) -> str:
     return f"{t}:{default_port}"
 
 
-def channel_options(tls: TLSConfig) -> list[tuple[str, Any]]:
+def service_config(retry: RetryPolicy) -> str:
+    """gRPC's service config for a channel to an agent: every ``bolt.v1.Bolt``
+    method retried on UNAVAILABLE by gRPC itself (every method is idempotent;
+    Execute through its idempotency key), with retry throttling, so that a
+    struggling agent is not hammered by every client's retries at once."""
+    policy: dict[str, Any] = {"name": [{"service": "bolt.v1.Bolt"}]}
+    if retry.attempts > 1:
+        policy["retryPolicy"] = {
+            "maxAttempts": min(retry.attempts, 5),  # gRPC's own ceiling
+            "initialBackoff": f"{retry.initial_backoff:g}s",
+            "maxBackoff": f"{retry.max_backoff:g}s",
+            "backoffMultiplier": retry.multiplier,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        }
+    return json.dumps(
+        {"methodConfig": [policy], "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}},
+        separators=(",", ":"),
+    )
+
+
+def channel_options(tls: TLSConfig, retry: RetryPolicy | None = None) -> list[tuple[str, Any]]:
     opts: list[tuple[str, Any]] = [
         ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-        # Our own RetryPolicy decides what is retried (idempotent calls only).
-        ("grpc.enable_retries", 0),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", service_config(retry or RetryPolicy())),
+        # The agent's address names the channel; no DNS TXT service config.
+        ("grpc.service_config_disable_resolution", 1),
     ]
     if tls.server_name:
         opts.append(("grpc.ssl_target_name_override", tls.server_name))
