@@ -46,10 +46,10 @@ venv: $(VENV)/.stamp
 
 $(VENV)/.stamp: integration/requirements.txt $(wildcard clients/python/pyproject.toml)
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r integration/requirements.txt
-	@if [ -f clients/python/pyproject.toml ]; then \
-	    $(VENV)/bin/pip install --quiet --disable-pip-version-check -e 'clients/python[test]'; fi
+	@# uv (from PyPI) resolves and installs in seconds what pip takes a minute and a half for.
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python -r integration/requirements.txt \
+	    $(if $(wildcard clients/python/pyproject.toml),-e 'clients/python[test]')
 	touch $@
 
 # Debian's prometheus, for the test that scrapes an agent with a real server.

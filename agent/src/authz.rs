@@ -4,7 +4,7 @@
 
 use wildmatch::WildMatch;
 
-pub use bolt_formats::authz::{AuthzConfig, Permission, Rule};
+pub use bolt_formats::authz::{AuthzConfig, Permission};
 
 #[derive(Debug, thiserror::Error)]
 #[error("identity {identity:?} may not {permission}{}", pack.as_ref().map(|p| format!(" pack {p:?}")).unwrap_or_default())]

@@ -11,4 +11,4 @@ mod spawn;
 mod spec;
 mod start;
 
-pub use executor::{ExecError, Executor, ExecutorConfig, StartRequest, Started};
+pub use executor::{ExecError, Executor, ExecutorConfig, StartRequest};

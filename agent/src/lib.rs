@@ -20,20 +20,22 @@
 //! - [`app`]: the agent's wiring, reloads and periodic tasks.
 //!
 //! The binary (`main.rs`, with `cli/` for `certs`, `pack` and `keys`) is
-//! the only place an error becomes an exit code.
+//! the only place an error becomes an exit code. Only what it and the tests
+//! use is public; the rest (`admission`, `api`, `authz`, `exec`, `files`,
+//! `shutdown`, `store`) is the crate's own.
 
-pub mod admission;
-pub mod api;
+pub(crate) mod admission;
+pub(crate) mod api;
 pub mod app;
-pub mod authz;
+pub(crate) mod authz;
 pub mod distribution;
-pub mod exec;
+pub(crate) mod exec;
 pub mod execdir;
-pub mod files;
+pub(crate) mod files;
 pub mod host;
 pub mod packs;
-pub mod shutdown;
-pub mod store;
+pub(crate) mod shutdown;
+pub(crate) mod store;
 pub mod supervisor;
 pub mod telemetry;
 pub mod tls;

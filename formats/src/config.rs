@@ -489,6 +489,9 @@ impl TelemetryConfig {
     }
 }
 
+/// Smallest `limits.max_idempotency_key_bytes`: the clients' keys are up to this long.
+pub const MIN_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
 /// Values from the command line (or their `BOLT_*` variables) that win over
 /// the file.
 #[derive(Debug, Default, Clone)]
@@ -672,6 +675,15 @@ impl Config {
                 problems.push(format!("limits.{name} must be at least 1"));
             }
         }
+        // The clients' fleet keys (run_id:instance_id) are hashed beyond 128 bytes,
+        // so a lower limit would refuse keys that both clients send.
+        if self.limits.max_idempotency_key_bytes < MIN_IDEMPOTENCY_KEY_BYTES {
+            problems.push(format!(
+                "limits.max_idempotency_key_bytes = {} is below {MIN_IDEMPOTENCY_KEY_BYTES}, the size of the \
+                 keys the clients send",
+                self.limits.max_idempotency_key_bytes
+            ));
+        }
         if !["dev", "test", "prod"].contains(&self.instance.stage.as_str()) {
             problems
                 .push(format!("instance.stage = {:?} is not one of dev, test, prod", self.instance.stage));
@@ -825,6 +837,13 @@ mod tests {
         let err = Config::from_toml("[exec]\nnice = 40\n[instance]\nstage = \"qa\"").expect_err("invalid");
         let msg = err.to_string();
         assert!(msg.contains("exec.nice") && msg.contains("instance.stage"), "{msg}");
+    }
+
+    #[test]
+    fn idempotency_keys_fit_what_the_clients_send() {
+        let err = Config::from_toml("[limits]\nmax_idempotency_key_bytes = 64").expect_err("below 128");
+        assert!(err.to_string().contains("max_idempotency_key_bytes = 64 is below 128"), "{err}");
+        assert!(Config::from_toml("[limits]\nmax_idempotency_key_bytes = 128").is_ok());
     }
 
     #[test]

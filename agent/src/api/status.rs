@@ -97,3 +97,45 @@ impl From<DevBuildError> for Status {
         Status::new(code, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bolt_formats::params::ArgError;
+    use tonic_types::StatusExt;
+
+    use super::*;
+
+    fn violations(s: &Status) -> Vec<String> {
+        s.get_details_bad_request().map(|b| b.field_violations.into_iter().map(|v| v.field).collect()).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_refused_argument_is_named_in_a_bad_request_detail() {
+        let s: Status = ExecError::Args(ArgError::Missing("days".into())).into();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(violations(&s), ["args.days"]);
+        assert!(s.message().contains("missing required argument \"days\""), "{}", s.message());
+        let big: Status = ExecError::Args(ArgError::TooLarge { name: "msg".into(), size: 9, limit: 1 }).into();
+        assert_eq!((big.code(), violations(&big)), (Code::ResourceExhausted, vec!["args.msg".to_owned()]));
+    }
+
+    #[test]
+    fn names_point_at_pack_or_action_and_unknown_ones_at_nothing() {
+        let pack: Status = ResolveError::BadPackName("A/..".into()).into();
+        assert_eq!((pack.code(), violations(&pack)), (Code::InvalidArgument, vec!["pack".to_owned()]));
+        let action: Status = ResolveError::BadActionName("x y".into()).into();
+        assert_eq!(violations(&action), ["action"]);
+        let missing: Status = ResolveError::NoPack("nope".into()).into();
+        assert_eq!((missing.code(), violations(&missing)), (Code::NotFound, Vec::<String>::new()));
+    }
+
+    #[test]
+    fn what_the_agent_cannot_do_as_configured_is_a_failed_precondition() {
+        let s: Status = ExecError::RootForbidden { pack: "p".into() }.into();
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let busy: Status =
+            ExecError::Busy { what: "running".into(), limit: 1, setting: "limits.max_running" }.into();
+        assert_eq!(busy.code(), Code::ResourceExhausted);
+        assert!(violations(&busy).is_empty());
+    }
+}

@@ -125,10 +125,24 @@ impl PidFile {
         write_replace(path, self.line().as_bytes(), false)
     }
 
-    /// Creates `path` with this pid, failing if it exists (a claim).
+    /// Creates `path` with this pid, failing if it exists (a claim). Written
+    /// whole under a name of its own, then linked into place: `link` fails if
+    /// the name exists, and a reader never sees a claim without its pid.
     pub fn create_new(&self, path: &Path) -> io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-        f.write_all(self.line().as_bytes())
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.claim", std::process::id()));
+        {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(self.line().as_bytes())?;
+        }
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        linked
     }
 
     fn line(&self) -> String {
@@ -229,6 +243,16 @@ mod tests {
         assert!(me.create_new(&p).is_err());
         fs::write(&p, b"12 x").expect("garbage");
         assert_eq!(PidFile::read(&p), None);
+        // A claim appears whole, and only its own name is left behind.
+        let claim = d.path().join("supervisor.pid");
+        me.create_new(&claim).expect("first claim");
+        assert_eq!(PidFile::read(&claim), Some(me));
+        let err = me.create_new(&claim).expect_err("second claim");
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        let mut names: Vec<String> =
+            fs::read_dir(d.path()).expect("ls").map(|e| e.expect("entry").file_name().to_string_lossy().into()).collect();
+        names.sort();
+        assert_eq!(names, ["supervisor.pid", "x.pid"]);
     }
 
     #[test]

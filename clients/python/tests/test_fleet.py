@@ -3,14 +3,16 @@ another process, resumable run ids, no thread per instance."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from bolt_client import Fleet, FleetProgress, Handle, Instance, Outcome, State, TLSConfig
+from bolt_client import AsyncBoltClient, Fleet, FleetOptions, FleetProgress, Handle, Instance, Outcome, State, TLSConfig
 
 from conftest import AgentFactory
 
@@ -153,3 +155,38 @@ async def test_health_gate_lets_degraded_agents_through(agents: AgentFactory, tl
     assert by["i-deg"].outcome is Outcome.SUCCEEDED
     assert by["i-down"].outcome is Outcome.UNHEALTHY and by["i-down"].execution_id == ""
     assert "UNAVAILABLE" in by["i-down"].error or "connect" in by["i-down"].error
+
+
+async def test_submit_takes_the_rollout_options_as_java_does(agents: AgentFactory, tls: TLSConfig) -> None:
+    """submit(options=...): the health gate keeps a down agent from getting an
+    Execute attempt, and max_concurrency (a percentage of all the instances)
+    bounds the Executes in flight."""
+    ids = [f"i-up{n}" for n in range(4)]
+    up = [agents(i) for i in ids]
+    down = agents("i-down")
+    down.stop()
+    inv = [Instance(i, a.address) for i, a in zip(ids, up)] + [Instance("i-down", down.address)]
+    async with Fleet(tls=tls) as fleet:
+        in_flight = peak = 0
+        real_execute = AsyncBoltClient.execute
+
+        async def counting(self: AsyncBoltClient, *args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await asyncio.sleep(0.2)  # long enough for the others to pile up if they may
+                return await real_execute(self, *args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        AsyncBoltClient.execute = counting  # type: ignore[method-assign]
+        try:
+            handles = await fleet.submit(inv, "bolt-test", "noop",
+                                         options=FleetOptions(health_gate=True, max_concurrency="40%"))
+        finally:
+            AsyncBoltClient.execute = real_execute  # type: ignore[method-assign]
+    by = {h.instance.id: h for h in handles}
+    assert all(by[i].execution_id for i in ids)
+    assert by["i-down"].execution_id == "" and "Health failed" in by["i-down"].error, by["i-down"].error
+    assert peak == 2, peak  # 40% of 5 instances

@@ -20,6 +20,9 @@ STRATEGIES = VECTORS["strategy"]
 BUDGETS = VECTORS["failure_budget"]
 OPTIONS = VECTORS["options"]
 CONCURRENCY = VECTORS["concurrency"]
+EXCERPT = VECTORS["excerpt"]
+GROUPS = VECTORS["groups"]
+REPORT_OPTIONS = VECTORS["report_options"]
 
 
 @pytest.mark.parametrize("v", KEYS["vectors"], ids=[v["name"] for v in KEYS["vectors"]])
@@ -111,3 +114,36 @@ def test_concurrency_limit_rejects(spec: Any) -> None:
         concurrency_limit(spec, 10)
     with pytest.raises(ConfigError, match="max_concurrency"):
         FleetOptions(max_concurrency=spec)
+
+
+@pytest.mark.parametrize("v", EXCERPT["vectors"], ids=[v["name"] for v in EXCERPT["vectors"]])
+def test_output_excerpt(v: dict[str, Any]) -> None:
+    from bolt_client._fleet import EXCERPT_MARK, _Excerpt
+
+    assert EXCERPT_MARK == EXCERPT["mark"]
+    e = _Excerpt(v["limit"])
+    for chunk in v["chunks"]:
+        e.add(chunk.encode())
+    assert e.text() == v["text"]
+
+
+@pytest.mark.parametrize("v", GROUPS["vectors"], ids=[v["strategy"] for v in GROUPS["vectors"]])
+def test_groups_and_their_labels(v: dict[str, Any]) -> None:
+    from bolt_client import Instance, plan_groups
+    from bolt_client._fleet import UNKNOWN_GROUP
+
+    assert UNKNOWN_GROUP == GROUPS["unknown_label"]
+    inventory = [Instance(i["id"], f"h-{i['id']}", availability_zone=i["availability_zone"], region=i["region"])
+                 for i in GROUPS["instances"]]
+    got = [{"label": label, "members": [i.id for i in members]} for label, members in plan_groups(inventory, v["strategy"])]
+    assert got == v["groups"]
+
+
+@pytest.mark.parametrize("option", ["max_errors", "max_concurrency"])
+def test_report_json_has_the_options_as_understood(option: str) -> None:
+    from bolt_client import FleetReport
+
+    for v in REPORT_OPTIONS[option]:
+        opts = FleetOptions(strategy=Strategy.PARALLEL, **{option: v[option]})
+        report = FleetReport("run-1", "p", "a", opts, [], False, 0, 0, 0.0)
+        assert report.to_dict()[option] == v["json"], v

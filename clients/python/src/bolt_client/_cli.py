@@ -274,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--inventory", "-i", required=True, help=inv_help)
     q.add_argument("action", metavar="PACK/ACTION")
     q.add_argument("-a", "--arg", action="append", metavar="NAME=VALUE")
-    q.add_argument("--action-timeout", type=float)
+    q.add_argument("--action-timeout", type=float, help="run time limit per instance, seconds")
+    q.add_argument("--max-concurrency", "-c", help="most Executes in flight at once: N or P%% of the inventory")
+    q.add_argument("--health-gate", action="store_true", help="check Health first; skip instances not serving")
     q.add_argument("--run-id")
     q.add_argument("--allow-empty", action="store_true", help="an empty inventory is not an error (exit 0)")
 
@@ -677,11 +679,14 @@ def _print_reports(ns: argparse.Namespace, reports: list[InstanceReport]) -> Non
 def cmd_fleet_submit(ns: argparse.Namespace) -> int:
     pack, action = _action_ref(ns.action)
     args = _args(ns.arg)
+    opts = FleetOptions(max_concurrency=ns.max_concurrency, health_gate=ns.health_gate)
     instances = _instances(ns)
 
     async def go() -> list[Handle]:
         async with _fleet(ns) as fleet:
-            return await fleet.submit(instances, pack, action, args, action_timeout=ns.action_timeout, run_id=ns.run_id)
+            return await fleet.submit(
+                instances, pack, action, args, options=opts, action_timeout=ns.action_timeout, run_id=ns.run_id
+            )
 
     handles = asyncio.run(go())
     print_json({"handles": [h.to_dict() for h in handles]})

@@ -200,6 +200,20 @@ def _percent(spec: str, what: str) -> tuple[int, int] | None:
     return p, scale
 
 
+def _canonical(spec: int | str | None, what: str) -> int | str | None:
+    """An option as the rollout understood it: a count as an int, a percentage as
+    ``"P%"`` without spaces or trailing zeros (the JSON of a report)."""
+    if spec is None or isinstance(spec, bool) or not isinstance(spec, str):
+        return spec
+    frac = _percent(spec, what)
+    if frac is None:
+        return int(spec.strip())
+    p, scale = frac
+    whole, rest = divmod(p, scale)
+    decimals = f"{rest:0{len(str(scale)) - 1}d}".rstrip("0") if scale > 1 else ""
+    return f"{whole}.{decimals}%" if decimals else f"{whole}%"
+
+
 def concurrency_limit(max_concurrency: int | str, group_size: int) -> int:
     """How many instances of a group of ``group_size`` may run at once: a count N
     >= 1 (an int or its digits), or ``"P%"`` (0 < P <= 100), which allows
@@ -241,6 +255,10 @@ def idempotency_key(run_id: str, instance_id: str) -> str:
     return "sha256:" + hashlib.sha256(key).hexdigest()
 
 
+#: Label of the group of instances without a zone (or region).
+UNKNOWN_GROUP = "(unknown)"
+
+
 def plan_groups(instances: Sequence[Instance], strategy: Strategy | str) -> list[tuple[str, list[Instance]]]:
     """The ordered groups a strategy walks, each with its label."""
     strategy = Strategy.parse(strategy)
@@ -251,7 +269,7 @@ def plan_groups(instances: Sequence[Instance], strategy: Strategy | str) -> list
     groups: dict[str, list[Instance]] = {}
     for i in instances:
         k = i.availability_zone if strategy is Strategy.AZ else i.region
-        groups.setdefault(k or "(unknown)", []).append(i)
+        groups.setdefault(k or UNKNOWN_GROUP, []).append(i)
     return list(groups.items())
 
 
@@ -324,8 +342,8 @@ class FleetReport:
             "run_id": self.run_id,
             "action": f"{self.pack}/{self.action}",
             "strategy": self.options.strategy.value,
-            "max_concurrency": self.options.max_concurrency,
-            "max_errors": self.options.max_errors,
+            "max_concurrency": _canonical(self.options.max_concurrency, "max_concurrency"),
+            "max_errors": _canonical(self.options.max_errors, "max_errors"),
             "stopped": self.stopped,
             "errors": self.errors,
             "allowed_errors": self.allowed_errors,
@@ -394,7 +412,14 @@ class _RunState:
     group_index: int = 0
 
 
+#: Starts an output excerpt that lost its beginning.
+EXCERPT_MARK = "…"
+
+
 class _Excerpt:
+    """The last ``limit`` bytes of an output (the rules are shared with Java:
+    integration/scenarios/README.md, "Output excerpt")."""
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.buf = bytearray()
@@ -407,8 +432,27 @@ class _Excerpt:
             self.dropped = True
 
     def text(self) -> str:
-        t = bytes(self.buf).decode("utf-8", errors="replace")
-        return ("…" + t) if self.dropped else t
+        """The kept bytes as text; after a cut, ``…`` and no partial first character."""
+        if self.limit <= 0:
+            return ""
+        data = bytes(self.buf)
+        if not self.dropped:
+            return data.decode("utf-8", errors="replace")
+        start = 0
+        while start < len(data) and data[start] & 0xC0 == 0x80:  # UTF-8 continuation bytes
+            start += 1
+        return EXCERPT_MARK + data[start:].decode("utf-8", errors="replace")
+
+
+async def _health_gate(client: AsyncBoltClient, timeout: float) -> str | None:
+    """Why an instance fails the health gate (it must be SERVING or DEGRADED), or None."""
+    try:
+        h = await client.health(timeout=timeout)
+    except BoltError as exc:
+        return str(exc)
+    if h.ok:
+        return None
+    return f"agent {h.status.value}: {'; '.join(h.problems) or 'no problem listed'}"
 
 
 def _duration(e: Execution | None) -> float | None:
@@ -619,14 +663,8 @@ class Fleet:
             client = self.client(inst.address)
         except BoltError as exc:
             return InstanceReport(inst, Outcome.ERROR, error=str(exc))
-        if opts.health_gate:
-            try:
-                h = await client.health(timeout=opts.health_timeout)
-            except BoltError as exc:
-                return InstanceReport(inst, Outcome.UNHEALTHY, error=str(exc), duration=time.monotonic() - t0)
-            if not h.ok:
-                why = "; ".join(h.problems) or "no problem listed"
-                return InstanceReport(inst, Outcome.UNHEALTHY, error=f"{h.status}: {why}", duration=time.monotonic() - t0)
+        if opts.health_gate and (refused := await _health_gate(client, opts.health_timeout)):
+            return InstanceReport(inst, Outcome.UNHEALTHY, error=refused, duration=time.monotonic() - t0)
         try:
             started = await client.execute(
                 pack, action, args, idempotency_key=key, action_timeout=opts.instance_timeout
@@ -688,26 +726,34 @@ class Fleet:
         action: str,
         args: Mapping[str, Any] | None = None,
         *,
+        options: FleetOptions | None = None,
         action_timeout: float | None = None,
-        max_concurrency: int = 256,
         run_id: str | None = None,
     ) -> list[Handle]:
         """Start ``pack/action`` on every instance (no strategy, no waiting); one
-        handle per instance, in inventory order. A failed Execute gives a handle
-        with ``error`` set and no execution id. The same ``run_id`` twice returns
-        the same executions (idempotency keys)."""
+        handle per instance, in inventory order, as the Java client's ``submit``.
+        From ``options``: ``health_gate`` (an instance that fails it gets a handle
+        with ``error`` and no execution), ``max_concurrency`` (Executes in flight at
+        once; a percentage is of all the instances; unset = all at once) and
+        ``instance_timeout`` (the run limit, unless ``action_timeout`` is given). A
+        failed Execute gives a handle with ``error`` set and no execution id. The
+        same ``run_id`` twice returns the same executions (idempotency keys)."""
+        opts = options or FleetOptions()
         instances = await self._resolve(inventory)
         run_id = run_id or "submit-" + uuid.uuid4().hex[:16]
         _check_run_id(run_id)
-        sem = asyncio.Semaphore(max_concurrency)
+        limit = len(instances) if opts.max_concurrency is None else concurrency_limit(opts.max_concurrency, len(instances))
+        sem = asyncio.Semaphore(max(1, limit))
+        run_limit = action_timeout if action_timeout is not None else opts.instance_timeout
 
         async def one(i: Instance) -> Handle:
             key = idempotency_key(run_id, i.id)
             async with sem:
                 try:
-                    r = await self.client(i.address).execute(
-                        pack, action, dict(args or {}), idempotency_key=key, action_timeout=action_timeout
-                    )
+                    client = self.client(i.address)
+                    if opts.health_gate and (refused := await _health_gate(client, opts.health_timeout)):
+                        return Handle(i, "", pack, action, key, error=refused)
+                    r = await client.execute(pack, action, dict(args or {}), idempotency_key=key, action_timeout=run_limit)
                 except BoltError as exc:
                     return Handle(i, "", pack, action, key, error=str(exc))
             return Handle(i, r.execution_id, pack, action, key)

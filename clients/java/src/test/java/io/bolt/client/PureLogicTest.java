@@ -11,7 +11,7 @@ import org.junit.jupiter.api.Test;
 
 class PureLogicTest {
   static InventoryInstance i(String id, String az) {
-    return new InventoryInstance(id, "127.0.0.1", 1, "", az, "");
+    return new InventoryInstance(id, "127.0.0.1", 1, "", az, InventoryInstance.regionOf(az));
   }
 
   @Test

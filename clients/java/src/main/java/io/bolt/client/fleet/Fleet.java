@@ -120,7 +120,7 @@ public final class Fleet implements AutoCloseable {
     List<List<InventoryInstance>> groups = options.strategy().groups(instances);
     for (int g = 0; g < groups.size() && !stopped; g++) {
       List<InventoryInstance> group = groups.get(g);
-      l.groupStarted(g, label(options.strategy(), group), group);
+      l.groupStarted(g, options.strategy().label(group), group);
       Semaphore permits = new Semaphore(options.concurrency(group.size()));
       List<CompletableFuture<InstanceResult>> running = new ArrayList<>();
       for (InventoryInstance instance : group) {
@@ -167,15 +167,6 @@ public final class Fleet implements AutoCloseable {
         Duration.between(t0, Instant.now()));
   }
 
-  private static String label(Strategy s, List<InventoryInstance> group) {
-    return switch (s) {
-      case ONE_AT_A_TIME -> group.get(0).id();
-      case AZ -> group.get(0).availabilityZone();
-      case REGION -> group.get(0).region();
-      case PARALLEL -> "all";
-    };
-  }
-
   /** One instance of a rollout: health gate, Execute, follow to the end. Never fails: errors are results. */
   CompletableFuture<InstanceResult> runOne(InventoryInstance instance, Task task, RolloutOptions o, String runId) {
     Instant t0 = Instant.now();
@@ -189,7 +180,7 @@ public final class Fleet implements AutoCloseable {
     CompletableFuture<String> gate = !o.healthGate() ? CompletableFuture.completedFuture(null)
         : client.withDeadline(o.healthTimeout()).healthAsync().handle((h, err) -> {
           if (err != null) {
-            return "health check failed: " + Errors.from(err, client.target(), "Health").getMessage();
+            return Errors.from(err, client.target(), "Health").getMessage(); // names the target and the Health call
           }
           return passesHealthGate(h) ? null : unhealthy(h);
         });
@@ -305,9 +296,13 @@ public final class Fleet implements AutoCloseable {
         || h.getStatus() == ServingStatus.SERVING_STATUS_DEGRADED;
   }
 
-  private static String unhealthy(HealthResponse h) {
-    String status = h.getStatus().name().replace("SERVING_STATUS_", "");
-    return "agent " + status + ": " + String.join("; ", h.getProblemsList());
+  /** Why the health gate refused an agent, worded as the Python client does. */
+  static String unhealthy(HealthResponse h) {
+    // A status newer than this client reads as UNSPECIFIED, as in Python.
+    String status = h.getStatus() == ServingStatus.UNRECOGNIZED ? "UNSPECIFIED"
+        : h.getStatus().name().replace("SERVING_STATUS_", "");
+    String problems = h.getProblemsList().isEmpty() ? "no problem listed" : String.join("; ", h.getProblemsList());
+    return "agent " + status + ": " + problems;
   }
 
   /**
@@ -451,10 +446,17 @@ public final class Fleet implements AutoCloseable {
     clients.clear();
   }
 
-  /** The last N bytes of an output, thread-safe. */
-  private static final class Excerpt {
+  /**
+   * The last {@code max} bytes of an output, thread-safe. After a cut the text starts
+   * with {@link #MARK} and without the partial character the cut left (rules shared
+   * with the Python client: integration/scenarios/README.md, "Output excerpt").
+   */
+  static final class Excerpt {
+    static final String MARK = "…";
+
     private final int max;
     private byte[] buf = new byte[0];
+    private boolean dropped;
 
     Excerpt(int max) {
       this.max = max;
@@ -464,7 +466,11 @@ public final class Fleet implements AutoCloseable {
       if (max <= 0) {
         return;
       }
-      int keep = Math.min(max, buf.length + data.length);
+      int total = buf.length + data.length;
+      if (total > max) {
+        dropped = true;
+      }
+      int keep = Math.min(max, total);
       byte[] n = new byte[keep];
       int fromData = Math.min(keep, data.length);
       int fromBuf = keep - fromData;
@@ -474,7 +480,16 @@ public final class Fleet implements AutoCloseable {
     }
 
     synchronized String text() {
-      return new String(buf, StandardCharsets.UTF_8);
+      if (!dropped) {
+        return new String(buf, StandardCharsets.UTF_8);
+      }
+      // Skip the continuation bytes (10xxxxxx) of a character whose start was cut off,
+      // so the excerpt never begins with a replacement character.
+      int start = 0;
+      while (start < buf.length && (buf[start] & 0xC0) == 0x80) {
+        start++;
+      }
+      return MARK + new String(buf, start, buf.length - start, StandardCharsets.UTF_8);
     }
   }
 }

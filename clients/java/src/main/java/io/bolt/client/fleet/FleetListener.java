@@ -8,7 +8,7 @@ import java.util.List;
  * quick and thread-safe. Every method has an empty default.
  */
 public interface FleetListener {
-  /** A group starts: its index, label (zone, region, instance id or "all") and members. */
+  /** A group starts: its index, label ({@link Strategy#label}) and members. */
   default void groupStarted(int index, String label, List<InventoryInstance> members) {}
 
   /** The instance's first call (Health or Execute) is about to be sent. */

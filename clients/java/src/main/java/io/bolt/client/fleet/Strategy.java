@@ -6,7 +6,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.function.Function;
 
 /** How a rollout walks the inventory. Groups run one after the other; see {@link #groups}. */
 public enum Strategy {
@@ -18,6 +17,9 @@ public enum Strategy {
   REGION("region"),
   /** One group of everything. */
   PARALLEL("parallel");
+
+  /** The label of the group of instances without a zone (AZ) or region (REGION). */
+  public static final String UNKNOWN_LABEL = "(unknown)";
 
   /** Accepted spellings besides the wire names (the Python client has the same). */
   private static final Map<String, Strategy> ALIASES = Map.of(
@@ -54,21 +56,43 @@ public enum Strategy {
         + "' (one-at-a-time, az, region, parallel)");
   }
 
-  /** The ordered groups of this strategy; members keep inventory order. */
+  /**
+   * The ordered groups of this strategy; members keep inventory order. AZ and REGION
+   * put the instances without a zone or region in one group, labelled {@link #UNKNOWN_LABEL}.
+   */
   public List<List<InventoryInstance>> groups(List<InventoryInstance> inventory) {
     return switch (this) {
       case ONE_AT_A_TIME -> inventory.stream().map(List::of).toList();
-      case AZ -> groupBy(inventory, InventoryInstance::availabilityZone);
-      case REGION -> groupBy(inventory, InventoryInstance::region);
+      case AZ, REGION -> groupBy(inventory);
       case PARALLEL -> inventory.isEmpty() ? List.of() : List.of(List.copyOf(inventory));
     };
   }
 
-  private static List<List<InventoryInstance>> groupBy(List<InventoryInstance> inventory,
-      Function<InventoryInstance, String> key) {
+  /**
+   * The label of one of {@link #groups}: the instance id (ONE_AT_A_TIME), the zone
+   * (AZ) or region (REGION), {@link #UNKNOWN_LABEL} when that is missing, or "all"
+   * (PARALLEL). Shared with the Python client's {@code plan_groups}.
+   */
+  public String label(List<InventoryInstance> group) {
+    if (this == PARALLEL) {
+      return "all";
+    }
+    if (group.isEmpty()) {
+      throw new IllegalArgumentException("an empty group has no label");
+    }
+    return this == ONE_AT_A_TIME ? group.get(0).id() : key(group.get(0));
+  }
+
+  /** What AZ and REGION group by; only called for those two. */
+  private String key(InventoryInstance i) {
+    String k = this == AZ ? i.availabilityZone() : i.region();
+    return k == null || k.isEmpty() ? UNKNOWN_LABEL : k;
+  }
+
+  private List<List<InventoryInstance>> groupBy(List<InventoryInstance> inventory) {
     Map<String, List<InventoryInstance>> groups = new LinkedHashMap<>();
     for (InventoryInstance i : inventory) {
-      groups.computeIfAbsent(key.apply(i), k -> new ArrayList<>()).add(i);
+      groups.computeIfAbsent(key(i), k -> new ArrayList<>()).add(i);
     }
     return groups.values().stream().map(List::copyOf).toList();
   }

@@ -14,7 +14,8 @@ import java.util.Objects;
  * @param port agent port (7443 unless the inventory says otherwise)
  * @param app application the instance belongs to; empty when unknown
  * @param availabilityZone e.g. {@code us-east-1a}; empty when unknown
- * @param region e.g. {@code us-east-1}; empty when unknown
+ * @param region e.g. {@code us-east-1}; empty when unknown. Kept as given:
+ *     StaticInventory and Ec2Inventory fill it in from the zone ({@link #regionOf})
  * @param tags anything else the provider knows (EC2 tags, Clouddriver fields)
  */
 public record InventoryInstance(String id, String address, int port, String app, String availabilityZone,
@@ -26,7 +27,9 @@ public record InventoryInstance(String id, String address, int port, String app,
     Objects.requireNonNull(address, "address");
     app = app == null ? "" : app;
     availabilityZone = availabilityZone == null ? "" : availabilityZone;
-    region = region == null || region.isEmpty() ? regionOf(availabilityZone) : region;
+    // Not derived from the zone here: an instance without a region groups as
+    // "(unknown)" under the REGION strategy, as in the Python client.
+    region = region == null ? "" : region;
     tags = tags == null ? Map.of() : Map.copyOf(tags);
   }
 

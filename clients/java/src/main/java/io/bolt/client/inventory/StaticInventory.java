@@ -117,8 +117,9 @@ public final class StaticInventory implements InventoryProvider {
     if (az.isEmpty()) {
       az = str(o, "az");
     }
+    String region = str(o, "region");
     return new InventoryInstance(id.isEmpty() ? address : id, hp.host(), port, str(o, "app"), az,
-        str(o, "region"), tags);
+        region.isEmpty() ? InventoryInstance.regionOf(az) : region, tags);
   }
 
   private static String str(JsonObject o, String key) {

@@ -43,6 +43,8 @@ final class FakeAgent extends BoltGrpc.BoltImplBase {
   final boolean down;
   /** Executions never end by themselves (an agent that misses its own timeout). */
   volatile boolean hang;
+  /** What Health answers. */
+  volatile HealthResponse health = HealthResponse.newBuilder().setStatus(ServingStatus.SERVING_STATUS_SERVING).build();
   private final Map<String, Execution> executions = new ConcurrentHashMap<>();
   private final Map<String, String> byKey = new ConcurrentHashMap<>();
   private final Map<String, List<StreamObserver<OutputChunk>>> followers = new ConcurrentHashMap<>();
@@ -64,7 +66,7 @@ final class FakeAgent extends BoltGrpc.BoltImplBase {
     if (refuse(out)) {
       return;
     }
-    out.onNext(HealthResponse.newBuilder().setStatus(ServingStatus.SERVING_STATUS_SERVING).build());
+    out.onNext(health);
     out.onCompleted();
   }
 
@@ -94,6 +96,11 @@ final class FakeAgent extends BoltGrpc.BoltImplBase {
     }
     out.onNext(ExecuteResponse.newBuilder().setExecutionId(id).setState(State.STATE_RUNNING).build());
     out.onCompleted();
+  }
+
+  /** How many executions were started here. */
+  int executionCount() {
+    return executions.size();
   }
 
   Execution execution(String id) {

@@ -33,8 +33,9 @@ import org.junit.jupiter.api.TestFactory;
 
 /**
  * The shared helper vectors (integration/scenarios/helpers/fleet-helpers.json):
- * idempotency keys, strategy names, failure budgets and option names, as the
- * Python client checks them too. Pure logic, no agent.
+ * idempotency keys, strategy names, failure budgets, option names, output
+ * excerpts, groups and the options a report shows, as the Python client checks
+ * them too. Pure logic, no agent.
  */
 class HelperVectorsTest {
   static final JsonObject VECTORS = load();
@@ -242,6 +243,99 @@ class HelperVectorsTest {
     assertEquals(1, RolloutOptions.builder().maxConcurrency("100%").build().concurrency(10));
     assertEquals(10, RolloutOptions.builder().strategy(Strategy.PARALLEL).build().concurrency(10));
     assertEquals("25%", RolloutOptions.builder().maxConcurrency(" 25 % ").build().maxConcurrency().toString());
+  }
+
+  // --- output excerpt
+
+  @Test
+  void excerptMark() {
+    assertEquals(VECTORS.getAsJsonObject("excerpt").get("mark").getAsString(), Fleet.Excerpt.MARK);
+  }
+
+  @TestFactory
+  Stream<DynamicTest> outputExcerpts() {
+    return each(VECTORS.getAsJsonObject("excerpt"), "vectors").map(JsonElement::getAsJsonObject)
+        .map(v -> DynamicTest.dynamicTest(v.get("name").getAsString(), () -> {
+          Fleet.Excerpt e = new Fleet.Excerpt(v.get("limit").getAsInt());
+          each(v, "chunks").forEach(c -> e.add(c.getAsString().getBytes(StandardCharsets.UTF_8)));
+          assertEquals(v.get("text").getAsString(), e.text());
+        }));
+  }
+
+  @Test
+  void excerptCutByteByByteNeverStartsWithAPartialCharacter() {
+    // Chunks that split characters, as output streams may.
+    Fleet.Excerpt e = new Fleet.Excerpt(5);
+    for (byte b : "é🚀é🚀".getBytes(StandardCharsets.UTF_8)) {
+      e.add(new byte[] {b});
+    }
+    assertEquals("…🚀", e.text());
+  }
+
+  // --- groups and their labels
+
+  @TestFactory
+  Stream<DynamicTest> groupsAndLabels() {
+    JsonObject groups = VECTORS.getAsJsonObject("groups");
+    List<InventoryInstance> inventory = each(groups, "instances").map(JsonElement::getAsJsonObject)
+        .map(i -> new InventoryInstance(i.get("id").getAsString(), "h-" + i.get("id").getAsString(), 7443, "",
+            i.get("availability_zone").getAsString(), i.get("region").getAsString()))
+        .toList();
+    return each(groups, "vectors").map(JsonElement::getAsJsonObject)
+        .map(v -> DynamicTest.dynamicTest(v.get("strategy").getAsString(), () -> {
+          Strategy s = Strategy.parse(v.get("strategy").getAsString());
+          List<Map<String, Object>> want = each(v, "groups").map(JsonElement::getAsJsonObject)
+              .map(g -> Map.<String, Object>of("label", g.get("label").getAsString(),
+                  "members", each(g, "members").map(JsonElement::getAsString).toList()))
+              .toList();
+          List<Map<String, Object>> got = s.groups(inventory).stream()
+              .map(g -> Map.<String, Object>of("label", s.label(g),
+                  "members", g.stream().map(InventoryInstance::id).toList()))
+              .toList();
+          assertEquals(want, got);
+        }));
+  }
+
+  @Test
+  void unknownGroupLabel() {
+    assertEquals(VECTORS.getAsJsonObject("groups").get("unknown_label").getAsString(), Strategy.UNKNOWN_LABEL);
+  }
+
+  // --- report options
+
+  /** A report over nothing, to read the options back from its JSON. */
+  static JsonElement reported(RolloutOptions options, String option) {
+    FleetReport r = new FleetReport("run-1", Task.of("p", "a", Map.of()), options, List.of(), false, 0, 0,
+        Duration.ZERO);
+    return r.toJson().get(option);
+  }
+
+  @TestFactory
+  Stream<DynamicTest> reportedMaxErrors() {
+    return each(VECTORS.getAsJsonObject("report_options"), "max_errors").map(JsonElement::getAsJsonObject)
+        .map(v -> DynamicTest.dynamicTest(v.get("max_errors").toString(), () -> {
+          RolloutOptions o = RolloutOptions.builder().maxErrors(budget(v.get("max_errors"))).build();
+          // JsonPrimitive equality tells the number 7 from the string "7".
+          assertEquals(v.get("json"), reported(o, "max_errors"));
+        }));
+  }
+
+  @TestFactory
+  Stream<DynamicTest> reportedMaxConcurrency() {
+    return each(VECTORS.getAsJsonObject("report_options"), "max_concurrency").map(JsonElement::getAsJsonObject)
+        .map(v -> DynamicTest.dynamicTest(v.get("max_concurrency").toString(), () -> {
+          RolloutOptions.Builder b = RolloutOptions.builder().strategy(Strategy.PARALLEL);
+          JsonElement typed = v.get("max_concurrency");
+          if (!typed.isJsonNull()) {
+            Object spec = spec(typed);
+            if (spec instanceof Integer n) {
+              b.maxConcurrency(n);
+            } else {
+              b.maxConcurrency((String) spec);
+            }
+          }
+          assertEquals(v.get("json"), reported(b.build(), "max_concurrency"));
+        }));
   }
 
   @Test

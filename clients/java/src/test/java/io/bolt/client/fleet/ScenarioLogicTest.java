@@ -6,6 +6,8 @@ import com.google.gson.JsonParser;
 import io.bolt.client.BoltClient;
 import io.bolt.client.RetryPolicy;
 import io.bolt.client.inventory.InventoryInstance;
+import io.bolt.v1.HealthResponse;
+import io.bolt.v1.ServingStatus;
 import io.grpc.ManagedChannel;
 import io.grpc.Server;
 import io.grpc.inprocess.InProcessChannelBuilder;
@@ -58,6 +60,48 @@ class ScenarioLogicTest {
     } finally {
       ch.shutdownNow();
       server.shutdownNow();
+    }
+  }
+
+  @org.junit.jupiter.api.Test
+  void healthGateRefusalSaysWhyAsThePythonClient() throws Exception {
+    FakeAgent sick = new FakeAgent(false, false);
+    sick.health = HealthResponse.newBuilder().setStatus(ServingStatus.SERVING_STATUS_NOT_SERVING)
+        .addProblems("disk full").addProblems("clock skew").build();
+    FakeAgent mute = new FakeAgent(false, false);
+    mute.health = HealthResponse.newBuilder().setStatusValue(99).build(); // a status newer than this client
+    Map<String, ManagedChannel> channels = new HashMap<>();
+    List<Server> servers = new ArrayList<>();
+    try {
+      for (Map.Entry<String, FakeAgent> e : Map.of("sick", sick, "mute", mute).entrySet()) {
+        String name = InProcessServerBuilder.generateName();
+        servers.add(InProcessServerBuilder.forName(name).addService(e.getValue()).build().start());
+        channels.put(e.getKey(), InProcessChannelBuilder.forName(name).build());
+      }
+      List<InventoryInstance> inventory = List.of(new InventoryInstance("sick", "sick", 1, "", "", ""),
+          new InventoryInstance("mute", "mute", 1, "", "", ""));
+      Task task = Task.of("bolt-test", "scenario", Map.of());
+      RolloutOptions options = RolloutOptions.builder().strategy(Strategy.PARALLEL).healthGate(true)
+          .maxErrors(FailureBudget.unlimited()).build();
+      try (Fleet fleet = new Fleet(i -> new BoltClient(channels.get(i.address())))) {
+        FleetReport r = fleet.run(inventory, task, options);
+        org.junit.jupiter.api.Assertions.assertEquals(List.of(Outcome.UNHEALTHY, Outcome.UNHEALTHY),
+            r.results().stream().map(InstanceResult::outcome).toList(), r.table());
+        org.junit.jupiter.api.Assertions.assertEquals("agent NOT_SERVING: disk full; clock skew",
+            r.results().get(0).error());
+        org.junit.jupiter.api.Assertions.assertEquals("agent UNSPECIFIED: no problem listed",
+            r.results().get(1).error());
+        // submit refuses with the same words, inside the error of the handle.
+        Handle h = fleet.submit(inventory.subList(0, 1), task, options).get(0);
+        org.junit.jupiter.api.Assertions.assertFalse(h.submitted());
+        org.junit.jupiter.api.Assertions.assertTrue(
+            h.errorText().endsWith("agent NOT_SERVING: disk full; clock skew"), h.errorText());
+      }
+      org.junit.jupiter.api.Assertions.assertEquals(0, sick.executionCount() + mute.executionCount(),
+          "the health gate sends no Execute");
+    } finally {
+      channels.values().forEach(ManagedChannel::shutdownNow);
+      servers.forEach(Server::shutdownNow);
     }
   }
 
