@@ -65,30 +65,40 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// too. Files that mean nothing after a reboot (pids, the spec of an action
 /// about to start) skip the fsyncs.
 pub fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = write_temp(path, bytes, durable)?;
+    fs::rename(&tmp, path)?;
+    if durable {
+        fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Creates `path` holding `bytes`, failing if it exists (a claim): written
+/// whole under a name of its own, then linked into place, so `link` refuses an
+/// existing name and a reader never sees the file half written.
+pub fn create_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = write_temp(path, bytes, false)?;
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    linked
+}
+
+/// `bytes` in a new owner-only file beside `path`, under a name of its own,
+/// created new and never through a link: a file or link planted under a
+/// predictable name is neither followed nor reused.
+fn write_temp(path: &Path, bytes: &[u8], durable: bool) -> io::Result<std::path::PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    // A name of its own, created new and never through a link: a file or
-    // link planted under a predictable name is neither followed nor reused.
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}-{n}.tmp", std::process::id()));
-    {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        if durable {
-            f.sync_all()?;
-        }
-    }
-    fs::rename(&tmp, path)?;
+    let mut f =
+        fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW).mode(0o600).open(&tmp)?;
+    f.write_all(bytes)?;
     if durable {
-        fs::File::open(dir)?.sync_all()?;
+        f.sync_all()?;
     }
-    Ok(())
+    Ok(tmp)
 }
 
 pub fn unix_ms(t: std::time::SystemTime) -> u64 {

@@ -11,6 +11,8 @@
 
 mod json_lines;
 mod text_lines;
+#[cfg(test)]
+mod captured;
 pub mod metrics;
 pub mod prometheus;
 

@@ -2,14 +2,14 @@
 
 use std::{
     fs,
-    io::{self, Write},
-    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
+    io,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
 };
 
 use serde::{Deserialize, Serialize};
 
-use crate::files::{create_private_dir, read_json, write_replace};
+use crate::files::{create_private_dir, create_whole, read_json, write_replace};
 
 pub const SPEC: &str = "spec.json";
 pub const SUPERVISOR_PID: &str = "supervisor.pid";
@@ -125,24 +125,10 @@ impl PidFile {
         write_replace(path, self.line().as_bytes(), false)
     }
 
-    /// Creates `path` with this pid, failing if it exists (a claim). Written
-    /// whole under a name of its own, then linked into place: `link` fails if
-    /// the name exists, and a reader never sees a claim without its pid.
+    /// Creates `path` with this pid, failing if it exists (a claim); a reader
+    /// never sees a claim without its pid.
     pub fn create_new(&self, path: &Path) -> io::Result<()> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.{}.claim", std::process::id()));
-        {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(self.line().as_bytes())?;
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        linked
+        create_whole(path, self.line().as_bytes())
     }
 
     fn line(&self) -> String {

@@ -103,37 +103,14 @@ impl tracing::field::Visit for Visitor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::{fmt::MakeWriter, layer::SubscriberExt};
+    use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::telemetry::captured::Captured;
 
     #[test]
     fn every_line_carries_the_fields_of_its_spans() {
-        let buf = Buffer::default();
+        let buf = Captured::default();
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(buf.clone())
             .fmt_fields(JsonFields::new())
@@ -147,7 +124,7 @@ mod tests {
             tracing::info!(state = "succeeded", exit_code = 0, ok = true, "ended");
             tracing::info!(args_json = r#"{"msg":"a \"b\""}"#, broken_json = "{no", "execute");
         });
-        let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        let text = buf.text();
         assert_eq!(text.lines().count(), 2);
         let line: Value = serde_json::from_str(text.lines().next().expect("a line")).expect("one JSON object");
         assert_eq!(line["id"], "e-1");

@@ -52,37 +52,14 @@ impl Visit for TextVisitor<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::{fmt::MakeWriter, layer::SubscriberExt};
+    use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
+    use crate::telemetry::captured::Captured;
 
     #[test]
     fn otel_fields_are_left_out_and_the_rest_reads_as_before() {
-        let buf = Buffer::default();
+        let buf = Captured::default();
         let layer = tracing_subscriber::fmt::layer()
             .with_writer(buf.clone())
             .with_ansi(false)
@@ -100,7 +77,7 @@ mod tests {
             rpc.record("rpc.grpc.status_code", 0);
             tracing::info!(state = "succeeded", exit_code = 0, "ended");
         });
-        let text = String::from_utf8(buf.0.lock().expect("lock").clone()).expect("utf-8");
+        let text = buf.text();
         assert!(
             text.contains("rpc{rpc.method=\"Execute\" rpc.grpc.status_code=0}:"),
             "{text}"

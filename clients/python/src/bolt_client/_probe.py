@@ -70,36 +70,48 @@ def classify(exc: BaseException, host: str, timeout: float) -> Diagnosis:
     return Diagnosis(False, f"cannot connect: {type(exc).__name__}: {exc}")
 
 
-def diagnose(target: str, tls: TLSConfig, timeout: float = MAX_PROBE_SECONDS) -> Diagnosis | None:
-    """Connect once and say what failed; None when the connection works (or the
-    probe itself cannot be set up, e.g. unreadable certificate files)."""
+@dataclass(frozen=True)
+class _Probe:
+    host: str
+    port: int
+    server_name: str
+    ctx: ssl.SSLContext
+    timeout: float
+
+
+def _probe(target: str, tls: TLSConfig, timeout: float) -> _Probe | None:
+    """What a probe connection needs; None when it cannot be set up (e.g.
+    unreadable certificate files: the caller's error stands as it is)."""
     try:
         host, port = _split(target)
-        ctx = _context(tls)
+        return _Probe(host, port, tls.server_name or host, _context(tls), min(timeout, MAX_PROBE_SECONDS))
     except (ValueError, OSError, ssl.SSLError):
         return None
-    timeout = min(timeout, MAX_PROBE_SECONDS)
+
+
+def diagnose(target: str, tls: TLSConfig, timeout: float = MAX_PROBE_SECONDS) -> Diagnosis | None:
+    """Connect once and say what failed; None when the connection works."""
+    p = _probe(target, tls, timeout)
+    if p is None:
+        return None
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            with ctx.wrap_socket(raw, server_hostname=tls.server_name or host) as s:
+        with socket.create_connection((p.host, p.port), timeout=p.timeout) as raw:
+            with p.ctx.wrap_socket(raw, server_hostname=p.server_name) as s:
                 s.sendall(_H2_START)
                 s.recv(1)
     except Exception as exc:  # noqa: BLE001 - every failure is classified by its type
-        return classify(exc, host, timeout)
+        return classify(exc, p.host, p.timeout)
     return None
 
 
 async def diagnose_async(target: str, tls: TLSConfig, timeout: float = MAX_PROBE_SECONDS) -> Diagnosis | None:
     """:func:`diagnose` on the event loop (no thread per probe in a fleet)."""
-    try:
-        host, port = _split(target)
-        ctx = _context(tls)
-    except (ValueError, OSError, ssl.SSLError):
+    p = _probe(target, tls, timeout)
+    if p is None:
         return None
-    timeout = min(timeout, MAX_PROBE_SECONDS)
 
     async def attempt() -> None:
-        reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=tls.server_name or host)
+        reader, writer = await asyncio.open_connection(p.host, p.port, ssl=p.ctx, server_hostname=p.server_name)
         try:
             writer.write(_H2_START)
             await writer.drain()
@@ -110,7 +122,7 @@ async def diagnose_async(target: str, tls: TLSConfig, timeout: float = MAX_PROBE
                 await asyncio.wait_for(writer.wait_closed(), 1)
 
     try:
-        await asyncio.wait_for(attempt(), timeout)
+        await asyncio.wait_for(attempt(), p.timeout)
     except Exception as exc:  # noqa: BLE001 - every failure is classified by its type
-        return classify(exc, host, timeout)
+        return classify(exc, p.host, p.timeout)
     return None
