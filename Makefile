@@ -120,7 +120,7 @@ test-python: build venv
 
 test-java: build venv
 	@if [ -f clients/java/Makefile ]; then \
-	    $(MAKE) -C clients/java check-install test BOLT_AGENT_BIN=$(AGENT) BOLT_MOTO_SERVER=$(VENV)/bin/moto_server; \
+	    $(MAKE) -C clients/java test-and-install BOLT_AGENT_BIN=$(AGENT) BOLT_MOTO_SERVER=$(VENV)/bin/moto_server; \
 	else echo "NOTICE: no Java client yet"; fi
 
 # --- benchmarks (not tests) -------------------------------------------------
