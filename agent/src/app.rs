@@ -135,18 +135,11 @@ impl App {
         let listener =
             TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
         let local = listener.local_addr().map_err(|source| AppError::Bind { addr: c.listen, source })?;
-        // Tests and scripts read the bound address (useful with port 0).
         let mut problems = Vec::new();
-        // A full data disk must not keep the agent from serving (reads,
-        // kills, Health saying why): the address file is a convenience.
-        if let Err(e) = files::write_replace(&c.data_dir.join("agent.addr"), local.to_string().as_bytes(), false) {
-            tracing::warn!(error = %e, "cannot write agent.addr in the data folder");
-        }
+        // Tests and scripts read the bound address (useful with port 0).
+        note_in_data_dir(&c.data_dir, "agent.addr", &local.to_string());
         // For `bolt-agent reload`, which checks it names a serving agent.
-        let pid = std::process::id().to_string();
-        if let Err(e) = files::write_replace(&c.data_dir.join(PID_FILE), pid.as_bytes(), false) {
-            tracing::warn!(error = %e, "cannot write {PID_FILE} in the data folder");
-        }
+        note_in_data_dir(&c.data_dir, PID_FILE, &std::process::id().to_string());
         tracing::info!(addr = %local, version = crate::version(), instance = %c.instance.id, "listening");
         // systemd's Type=notify: ready once the listener is up (no-op elsewhere).
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -156,11 +149,7 @@ impl App {
             // Metrics are not worth refusing to run for.
             match crate::telemetry::prometheus::serve(addr, registry, stop_rx.clone()).await {
                 Ok(bound) => {
-                    if let Err(e) =
-                        files::write_replace(&c.data_dir.join("metrics.addr"), bound.to_string().as_bytes(), false)
-                    {
-                        tracing::warn!(error = %e, "cannot write metrics.addr in the data folder");
-                    }
+                    note_in_data_dir(&c.data_dir, "metrics.addr", &bound.to_string());
                     tracing::info!(addr = %bound, "Prometheus metrics at http://{bound}/metrics");
                 }
                 Err(e) => {
@@ -322,3 +311,11 @@ fn self_exe() -> std::io::Result<PathBuf> {
     })
 }
 
+/// A convenience file in the data folder (bound addresses, the pid) for tests,
+/// scripts and `bolt-agent reload`. A full data disk must not keep the agent
+/// from serving (reads, kills, Health saying why), so a failure is a warning.
+fn note_in_data_dir(data_dir: &std::path::Path, name: &str, text: &str) {
+    if let Err(e) = files::write_replace(&data_dir.join(name), text.as_bytes(), false) {
+        tracing::warn!(error = %e, "cannot write {name} in the data folder");
+    }
+}

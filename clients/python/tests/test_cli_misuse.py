@@ -163,6 +163,10 @@ def test_profiles_pick_certificates_and_port(agent: Agent, bolt_env: dict[str, s
     ok = bolt(env, "health", host, "--profile", "prod")  # the profile's port, not 7443
     assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stderr
     assert bolt({**env, "BOLT_PROFILE": "prod"}, "health", host).returncode == 0
+    # A fleet's agents get the profile's port too (the address names no port).
+    flags_only = {k: v for k, v in env.items() if k != "BOLT_CLIENT_CONFIG"}
+    fleet = bolt(flags_only, "fleet", "health", "--config", str(cfg), "--profile", "prod", "-i", f"hosts:{host}")
+    assert fleet.returncode == 0 and "SERVING" in fleet.stdout, fleet.stdout + fleet.stderr
     top = bolt(env, "health", agent.address)  # top-level keys: unreadable files
     assert top.returncode == 2 and "cannot read CA certificate /nonexistent/ca.crt" in top.stderr, top.stderr
     nope = bolt(env, "health", host, "--profile", "staging")

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._client import BoltClient, parse_action_ref
-from ._config import Config
 from ._exceptions import BoltError, ConfigError
 from ._fleet import Fleet, FleetOptions, FleetProgress, FleetReport, Handle, InstanceReport
 from ._inventory import Instance, InventoryProvider, load_inventory
@@ -306,16 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
 # --- commands ------------------------------------------------------------------------
 
 
-def _config(ns: argparse.Namespace) -> Config:
-    return Config.load(
-        ca=ns.ca, cert=ns.cert, key=ns.key, server_name=ns.server_name, timeout=ns.timeout, config_file=ns.config,
-        profile=ns.profile,
-    )
+def _connection(ns: argparse.Namespace) -> dict[str, Any]:
+    """The connection flags, for the client to resolve with the environment and
+    the config file (read once, by the client)."""
+    return {
+        "ca": ns.ca, "cert": ns.cert, "key": ns.key, "server_name": ns.server_name, "timeout": ns.timeout,
+        "config_file": ns.config, "profile": ns.profile,
+    }
 
 
 def _client(ns: argparse.Namespace) -> BoltClient:
-    cfg = _config(ns)
-    return BoltClient(ns.host, tls=cfg.tls(), timeout=cfg.timeout, config_file=ns.config, profile=ns.profile)
+    return BoltClient(ns.host, **_connection(ns))
 
 
 def _version() -> str:
@@ -507,8 +507,7 @@ def cmd_info(ns: argparse.Namespace) -> int:
 
 
 def _fleet(ns: argparse.Namespace) -> Fleet:
-    cfg = _config(ns)
-    return Fleet(tls=cfg.tls(), timeout=cfg.timeout, config_file=ns.config, profile=ns.profile)
+    return Fleet(**_connection(ns))
 
 
 def _instances(ns: argparse.Namespace) -> list[Instance]:

@@ -26,7 +26,7 @@ import grpc.aio
 
 from . import _convert as conv
 from ._config import Config, RetryPolicy, TLSConfig, channel_options, normalize_target
-from ._exceptions import BoltError, UnavailableError, from_rpc_error, is_retryable, tls_error, unreachable_error
+from ._exceptions import BoltError, UnavailableError, from_rpc_error, from_status, is_retryable, tls_error
 from ._models import (
     Action,
     AgentInfo,
@@ -81,17 +81,13 @@ def _cancelling() -> bool:
     return bool(cancelling()) if callable(cancelling) else False
 
 
-_retryable = is_retryable
-
-
 def _explained(err: BoltError, diagnosis: Diagnosis | None) -> BoltError:
     """``err`` reworded with what a plain connection showed (see ``_probe``)."""
-    if diagnosis is None or not isinstance(err, UnavailableError):
+    if diagnosis is None:
         return err
-    build = tls_error if diagnosis.tls else unreachable_error
-    explained = build(err.target, err.method, diagnosis.cause)
-    explained.__cause__ = err.__cause__
-    return explained
+    if diagnosis.tls:
+        return tls_error(err.target, err.method, diagnosis.cause)
+    return from_status(grpc.StatusCode.UNAVAILABLE, diagnosis.cause, target=err.target, method=err.method)
 
 
 class _BaseClient:
@@ -111,8 +107,10 @@ class _BaseClient:
         config_file: PathLike | None = None,
         profile: str | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        config: Config | None = None,
     ) -> None:
-        cfg = Config.load(
+        # ``config``: settings a Fleet resolved once for all its agents (port, profile).
+        cfg = config or Config.load(
             ca=ca, cert=cert, key=key, server_name=server_name, timeout=timeout, config_file=config_file, profile=profile
         )
         self.target = normalize_target(target, cfg.port)
@@ -133,8 +131,6 @@ class _BaseClient:
     def _err(self, exc: grpc.RpcError, method: str) -> BoltError:
         return from_rpc_error(exc, target=self.target, method=method)
 
-    def _needs_diagnosis(self, err: BoltError) -> bool:
-        return isinstance(err, UnavailableError) and err.code == "UNAVAILABLE"
 
     def _stream_timeout(self, follow: bool, timeout: float | None) -> float | None:
         if timeout is not None:
@@ -221,7 +217,7 @@ class _StreamState:
         if self.failing_since is None:
             self.failing_since = now
         self.failures += 1
-        if not _retryable(err) or now - self.failing_since > RECONNECT_FOR:
+        if not is_retryable(err) or now - self.failing_since > RECONNECT_FOR:
             raise err
         return self.retry.backoff(self.failures)
 
@@ -259,10 +255,15 @@ class BoltClient(_BaseClient):
         try:
             return fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
         except grpc.RpcError as exc:
-            err = self._err(exc, method)
-            if self._needs_diagnosis(err):
-                err = _explained(err, diagnose(self.target, self.tls, self.timeout))
-            raise err from exc
+            raise self._failure(exc, method) from exc
+
+    def _failure(self, exc: grpc.RpcError, method: str) -> BoltError:
+        """The error for a failed call; one that never reached the agent is
+        explained by one probe connection (``_probe``)."""
+        err = self._err(exc, method)
+        if err.code != "UNAVAILABLE":
+            return err
+        return _explained(err, diagnose(self.target, self.tls, self.timeout))
 
     # --- RPCs -----------------------------------------------------------------
 
@@ -339,10 +340,7 @@ class BoltClient(_BaseClient):
             for msg in call:
                 yield conv.chunk(msg)
         except grpc.RpcError as exc:
-            err = self._err(exc, "StreamOutput")
-            if self._needs_diagnosis(err):
-                err = _explained(err, diagnose(self.target, self.tls, self.timeout))
-            raise err from exc
+            raise self._failure(exc, "StreamOutput") from exc
         finally:
             call.cancel()
 
@@ -465,10 +463,14 @@ class AsyncBoltClient(_BaseClient):
         try:
             return await fn(request, timeout=timeout if timeout is not None else self.timeout, metadata=trace_metadata())
         except grpc.RpcError as exc:
-            err = self._err(exc, method)
-            if self._needs_diagnosis(err):
-                err = _explained(err, await diagnose_async(self.target, self.tls, self.timeout))
-            raise err from exc
+            raise await self._failure(exc, method) from exc
+
+    async def _failure(self, exc: grpc.RpcError, method: str) -> BoltError:
+        """:meth:`BoltClient._failure`, with the probe on the event loop."""
+        err = self._err(exc, method)
+        if err.code != "UNAVAILABLE":
+            return err
+        return _explained(err, await diagnose_async(self.target, self.tls, self.timeout))
 
     async def list_actions(self, pack: str = "", *, timeout: float | None = None) -> list[Action]:
         resp = await self._unary("ListActions", pb.ListActionsRequest(pack=pack), timeout=timeout)
@@ -535,10 +537,7 @@ class AsyncBoltClient(_BaseClient):
             async for msg in call:
                 yield conv.chunk(msg)
         except grpc.RpcError as exc:
-            err = self._err(exc, "StreamOutput")
-            if self._needs_diagnosis(err):
-                err = _explained(err, await diagnose_async(self.target, self.tls, self.timeout))
-            raise err from exc
+            raise await self._failure(exc, "StreamOutput") from exc
         finally:
             call.cancel()
 

@@ -239,13 +239,3 @@ def tls_error(target: str, method: str, cause: str) -> TLSError:
         method=method,
     )
 
-
-def unreachable_error(target: str, method: str, cause: str) -> UnavailableError:
-    """A call that never reached the agent, with what a plain connection showed."""
-    return UnavailableError(
-        f"{target}: {method} failed: UNAVAILABLE: {cause}",
-        code="UNAVAILABLE",
-        details=cause,
-        target=target,
-        method=method,
-    )

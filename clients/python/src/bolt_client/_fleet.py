@@ -487,6 +487,7 @@ class Fleet:
         self.tls = tls if tls is not None else cfg.tls()
         self.timeout = cfg.timeout if timeout is None else timeout
         self.port = cfg.port
+        self._config = cfg
         self.retry = retry
         self._credentials = self.tls.credentials()
         self._clients: dict[str, AsyncBoltClient] = {}
@@ -506,7 +507,8 @@ class Fleet:
         c = self._clients.get(address)
         if c is None:
             c = AsyncBoltClient(
-                address, tls=self.tls, timeout=self.timeout, retry=self.retry, credentials=self._credentials
+                address, tls=self.tls, timeout=self.timeout, retry=self.retry, credentials=self._credentials,
+                config=self._config,
             )
             self._clients[address] = c
         return c
