@@ -96,8 +96,9 @@ impl App {
         let tls = Arc::new(ArcSwap::new(tls_files.server_config()?));
 
         let parents = crate::host::caps::own_paths();
+        let hierarchies = crate::host::cgroupfs::Hierarchies::host();
         let (caps_mode, why) = if c.caps.enabled {
-            crate::host::caps::probe(&parents, &c.caps.cgroup_name)
+            crate::host::caps::probe(&hierarchies, &parents, &c.caps.cgroup_name)
         } else {
             (crate::host::caps::CapsMode::None, Some("disabled by caps.enabled = false".to_owned()))
         };
@@ -109,7 +110,7 @@ impl App {
         }
         if caps_mode != crate::host::caps::CapsMode::None {
             let cap = c.agent.memory_max.map(|m| m.as_u64());
-            match crate::host::caps::cage_agent(&parents, &c.caps.cgroup_name, cap) {
+            match crate::host::caps::cage_agent(&hierarchies, &parents, &c.caps.cgroup_name, cap) {
                 Ok(_) => tracing::info!(memory_max = cap, "agent moved into its own cgroup"),
                 Err(e) => {
                     tracing::warn!(error = %e, "agent stays in its cgroup; agent.memory_max not applied")
@@ -136,6 +137,9 @@ impl App {
             TcpListener::bind(c.listen).await.map_err(|source| AppError::Bind { addr: c.listen, source })?;
         let local = listener.local_addr().map_err(|source| AppError::Bind { addr: c.listen, source })?;
         let mut problems = Vec::new();
+        if let (true, Some(why)) = (c.caps.enabled, &why) {
+            problems.push(format!("resource caps not enforced (rlimits and niceness only): {why}"));
+        }
         // Tests and scripts read the bound address (useful with port 0).
         note_in_data_dir(&c.data_dir, "agent.addr", &local.to_string());
         // For `bolt-agent reload`, which checks it names a serving agent.
@@ -291,6 +295,7 @@ impl App {
             cgroup_parents,
             min_free_bytes: c.limits.min_free_bytes.as_u64(),
             cgroup_name: c.caps.cgroup_name.clone(),
+            clone_into_cgroup: c.caps.clone_into_cgroup,
             default_limits: crate::host::caps::Limits {
                 memory_max: c.caps.memory_max.map(|m| m.as_u64()),
                 cpu_max: (c.caps.cpu_max > 0.0).then_some(c.caps.cpu_max),

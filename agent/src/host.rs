@@ -3,6 +3,7 @@
 //! action runs as ([`runas`]). Leaves: they know nothing of Bolt's other modules.
 
 pub mod caps;
+pub mod cgroupfs;
 pub mod memory;
 pub mod procfs;
 pub mod runas;

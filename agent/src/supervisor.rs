@@ -11,6 +11,7 @@
 
 #![allow(unsafe_code)]
 
+mod launch;
 mod run;
 mod spawner;
 

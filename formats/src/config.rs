@@ -353,6 +353,10 @@ pub struct CapsConfig {
     pub pids_max: u64,
     /// Name of the cgroup, below the agent's own, that holds the executions'.
     pub cgroup_name: String,
+    /// On cgroup v2, start each action inside its cgroup (`clone3` with
+    /// `CLONE_INTO_CGROUP`, Linux 5.7) instead of moving it there; off only
+    /// to measure the difference.
+    pub clone_into_cgroup: bool,
 }
 
 impl Default for CapsConfig {
@@ -363,6 +367,7 @@ impl Default for CapsConfig {
             cpu_max: 1.0,
             pids_max: 1024,
             cgroup_name: "bolt".into(),
+            clone_into_cgroup: true,
         }
     }
 }

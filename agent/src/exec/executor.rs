@@ -44,6 +44,8 @@ pub struct ExecutorConfig {
     pub caps_mode: CapsMode,
     pub cgroup_parents: crate::host::caps::Parents,
     pub cgroup_name: String,
+    /// On v2, actions start inside their cgroup (`caps.clone_into_cgroup`).
+    pub clone_into_cgroup: bool,
     /// Caps of actions whose pack sets none.
     pub default_limits: Limits,
     /// Free space the data folder must keep for a new execution to start.

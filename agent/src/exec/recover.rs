@@ -159,7 +159,7 @@ pub(super) fn end_orphaned_action(dir: &ExecDir) {
     }
     let Ok(spec) = dir.read_spec() else { return };
     let Some(name) = &spec.caps.cgroup else { return };
-    if let Some(cgroup) = crate::host::caps::ExecCgroup::existing(&spec.caps.parents, name) {
+    if let Some(cgroup) = crate::host::caps::ExecCgroup::existing(&crate::host::cgroupfs::Hierarchies::host(), &spec.caps.parents, name) {
         cgroup.kill_all();
         cgroup.remove(Duration::from_secs(2));
     }
@@ -217,6 +217,7 @@ mod tests {
             stdout_bytes: 50,
             stderr_bytes: 60,
             truncated: true,
+            cgroup_entry: String::new(),
         }
     }
 

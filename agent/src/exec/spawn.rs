@@ -181,7 +181,12 @@ impl Spawner {
         let mut process =
             tokio::process::Command::from(cmd).kill_on_drop(true).spawn().map_err(SpawnError::Exec)?;
         if let (Some((parents, base)), Some(pid)) = (&self.cgroup, process.id()) {
-            if let Err(e) = crate::host::caps::move_to_supervisors(parents, base, pid) {
+            if let Err(e) = crate::host::caps::move_to_supervisors(
+                &crate::host::cgroupfs::Hierarchies::host(),
+                parents,
+                base,
+                pid,
+            ) {
                 let _ = process.start_kill();
                 return Err(SpawnError::Spawner(e.to_string()));
             }

@@ -81,6 +81,7 @@ fn caps_for(cfg: &ExecutorConfig, action: &LoadedAction, id: &str) -> CapsSpec {
     CapsSpec {
         cgroup,
         parents: cfg.cgroup_parents.clone(),
+        clone_into_cgroup: cfg.clone_into_cgroup,
         limits: Limits {
             memory_max: action.spec.memory_max.map(|m| m.as_u64()).or(d.memory_max),
             cpu_max: action.spec.cpu_max.or(d.cpu_max),
@@ -131,6 +132,7 @@ pub(super) mod tests {
             caps_mode,
             cgroup_parents: [("".to_owned(), "/system.slice/bolt.service".to_owned())].into(),
             cgroup_name: "bolt".into(),
+            clone_into_cgroup: true,
             default_limits: Limits { memory_max: Some(1 << 30), cpu_max: Some(1.0), pids_max: Some(100) },
             min_free_bytes: 0,
         }

@@ -95,6 +95,10 @@ pub struct ExitRecord {
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     pub truncated: bool,
+    /// How the action entered its cgroup: "created" (cgroup v2's
+    /// `CLONE_INTO_CGROUP`), "moved" (a `cgroup.procs` write), or "" for none.
+    #[serde(default)]
+    pub cgroup_entry: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,30 +3,24 @@
 
 use std::{
     fs,
-    os::{
-        fd::{AsFd, OwnedFd},
-        unix::process::CommandExt,
-    },
-    path::PathBuf,
-    process::{Command, Stdio},
+    os::fd::{AsFd, OwnedFd},
     time::{Duration, Instant, SystemTime},
 };
 
 use nix::{
     errno::Errno,
-    fcntl::{fcntl, FcntlArg, OFlag},
     poll::{poll, PollFd, PollFlags, PollTimeout},
     sys::{
         prctl,
-        resource::{getrusage, setrlimit, Resource, UsageWho},
+        resource::{getrusage, UsageWho},
         signal::{kill, killpg, SigSet, Signal},
         signalfd::{SfdFlags, SignalFd},
         wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus},
     },
-    unistd::{getpid, pipe2, read, setgid, setgroups, setuid, Gid, Pid, Uid},
+    unistd::{getpid, read, Pid},
 };
 
-use crate::host::caps::ExecCgroup;
+use crate::host::{caps::ExecCgroup, cgroupfs::Hierarchies};
 use crate::execdir::{
     output_log::{OutputWriter, STREAM_STDERR, STREAM_STDOUT},
     ExecDir, ExitRecord, KillRequest, Outcome, PidFile, Spec, CHILD_PID, EXIT, KILL, OUTPUT, SUPERVISOR_PID,
@@ -85,15 +79,16 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
         Ok(s) => s,
         Err(e) => return fail_start(dir, started, format!("signalfd: {e}")),
     };
+    let hierarchies = Hierarchies::host();
     if let (Some(name), Origin::Agent) = (&spec.caps.cgroup, origin) {
         // Out of the agent's leaf (and its cap) into the supervisors' one.
         let base = name.split('/').next().unwrap_or(name);
-        if let Err(e) = crate::host::caps::move_to_supervisors(&spec.caps.parents, base, 0) {
+        if let Err(e) = crate::host::caps::move_to_supervisors(&hierarchies, &spec.caps.parents, base, 0) {
             out.notice(&format!("[bolt] supervisor stays in the agent's cgroup: {e}\n"));
         }
     }
     let cgroup = match &spec.caps.cgroup {
-        Some(name) => match crate::host::caps::ExecCgroup::create(&spec.caps.parents, name, &spec.caps.limits) {
+        Some(name) => match ExecCgroup::create(&hierarchies, &spec.caps.parents, name, &spec.caps.limits) {
             Ok(cg) => Some(cg),
             Err(e) => {
                 out.notice(&format!("[bolt] resource caps not enforced: {e}\n"));
@@ -102,8 +97,8 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
         },
         None => None,
     };
-    let (child, pipes) = match spawn(&spec, cgroup.as_ref()) {
-        Ok(c) => c,
+    let (child, pipes, into) = match super::launch::launch(&spec, cgroup.as_ref(), spec.caps.clone_into_cgroup) {
+        Ok(l) => (l.pid, l.pipes, l.into_cgroup),
         Err(e) => {
             out.notice(&format!(
                 "[bolt] cannot start {}: {e}\n",
@@ -135,6 +130,11 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
         kill_at: None,
         deadline: after(Duration::from_millis(spec.timeout_ms)),
         drain_until: None,
+        cgroup_entry: match (&cgroup, into) {
+            (None, _) => "",
+            (Some(_), true) => "created",
+            (Some(_), false) => "moved",
+        },
         cgroup,
     };
     if kill_pending {
@@ -148,77 +148,6 @@ pub fn supervise(dir: &ExecDir, origin: Origin) -> u8 {
 fn claim(dir: &ExecDir) -> std::io::Result<()> {
     let me = getpid().as_raw();
     PidFile::of(me).unwrap_or(PidFile { pid: me, starttime: 0 }).create_new(&dir.path(SUPERVISOR_PID))
-}
-
-fn spawn(spec: &Spec, cgroup: Option<&ExecCgroup>) -> std::io::Result<(Pid, [OwnedFd; 2])> {
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC)?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC)?;
-    for fd in [&out_r, &err_r] {
-        fcntl(fd.as_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    }
-    // A bigger pipe means fewer wake-ups for chatty actions; best effort.
-    let _ = fcntl(out_w.as_fd(), FcntlArg::F_SETPIPE_SZ(1 << 20));
-    let program = spec.argv.first().ok_or_else(|| std::io::Error::other("empty argv"))?;
-    let mut cmd = Command::new(program);
-    cmd.args(&spec.argv[1..])
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out_w))
-        .stderr(Stdio::from(err_w))
-        .process_group(0);
-    let procs: Vec<PathBuf> = cgroup.map(|c| c.procs_files().to_vec()).unwrap_or_default();
-    // Without a cgroup, the memory cap becomes an address-space rlimit.
-    let rlimit_as = if cgroup.is_none() { spec.caps.limits.memory_max } else { None };
-    let run_as = spec.run_as.as_ref().map(|r| (Gid::from_raw(r.gid), Uid::from_raw(r.uid)));
-    // SAFETY: the supervisor is single-threaded, so the child may allocate;
-    // the calls are plain syscalls. The action must start with no signal
-    // blocked (the supervisor blocks them for its signalfd) and inside its
-    // cgroup before it can fork anything.
-    unsafe {
-        cmd.pre_exec(move || {
-            SigSet::empty().thread_set_mask().map_err(std::io::Error::from)?;
-            // The action gets a fixed umask and no descriptor but its three,
-            // whatever the agent was started with.
-            libc::umask(0o022);
-            close_inherited_fds();
-            for p in &procs {
-                fs::write(p, b"0")?;
-            }
-            if let Some(bytes) = rlimit_as {
-                setrlimit(Resource::RLIMIT_AS, bytes, bytes).map_err(std::io::Error::from)?;
-            }
-            // Last, once the cgroup files (owned by root) are written: no
-            // supplementary groups, then the gid, then the uid.
-            if let Some((gid, uid)) = run_as {
-                setgroups(&[]).map_err(std::io::Error::from)?;
-                setgid(gid).map_err(std::io::Error::from)?;
-                setuid(uid).map_err(std::io::Error::from)?;
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn()?;
-    // Dropping the command closes our copies of the write ends, so EOF on
-    // the pipes means every process of the action has closed them.
-    drop(cmd);
-    Ok((Pid::from_raw(child.id() as i32), [out_r, err_r]))
-}
-
-/// Marks every descriptor above 2 close-on-exec (the standard library's own
-/// error pipe must stay open until exec, so nothing is closed outright).
-fn close_inherited_fds() {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes flags.
-    let done = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } == 0;
-    if !done {
-        // Kernels before 5.11: one by one, up to the soft limit.
-        let max = nix::sys::resource::getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft.min(65536));
-        for fd in 3..max as i32 {
-            // SAFETY: F_SETFD on a descriptor that may not exist (EBADF) is harmless.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-        }
-    }
 }
 
 /// `now + d`, saturating far in the future instead of overflowing.
@@ -246,6 +175,7 @@ fn fail_start(dir: &ExecDir, started: SystemTime, error: String) -> u8 {
         stdout_bytes: 0,
         stderr_bytes: 0,
         truncated: false,
+        cgroup_entry: String::new(),
     };
     if write_json(&dir.path(EXIT), &rec).is_ok() {
         0
@@ -269,6 +199,8 @@ struct Supervisor<'a> {
     /// Set once no process of the action is left.
     drain_until: Option<Instant>,
     cgroup: Option<ExecCgroup>,
+    /// How the action entered its cgroup, for exit.json.
+    cgroup_entry: &'static str,
 }
 
 impl Supervisor<'_> {
@@ -485,6 +417,7 @@ impl Supervisor<'_> {
             stdout_bytes: self.out.stdout_bytes,
             stderr_bytes: self.out.stderr_bytes,
             truncated: self.out.truncated,
+            cgroup_entry: self.cgroup_entry.to_owned(),
         };
         let _ = fs::remove_file(self.dir.path(KILL));
         // A full data folder refuses exit.json for a while: keep trying, the
