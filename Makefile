@@ -20,7 +20,7 @@ CARGO     ?= cargo
 TOOLS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bolt-tools
 export BOLT_AGENT_BIN ?= $(AGENT)
 
-.PHONY: help build release run test test-rust test-integration test-python test-java test-cgroup2 vm bench venv tools proto-check clean fuzz test-fuzz
+.PHONY: help build release run test test-rust test-integration test-python test-java test-cgroup2 vm bench bench-cgroup2 venv tools proto-check clean fuzz test-fuzz
 
 help:
 	@echo "make run    build and start an agent on 127.0.0.1:7443 (dev certificates, example packs)"
@@ -154,6 +154,19 @@ bench: release venv
 	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/pack_bench.py
 	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/load_bench.py
 	$(MAKE) -C clients/python bench VENV=$(VENV) BOLT_AGENT_BIN=$(AGENT_RELEASE)
+	$(MAKE) --no-print-directory bench-cgroup2
+
+# What a cgroup per execution costs: on this host (v1) and in the VM (v2),
+# actions created in their cgroup (clone3) or moved there, side by side.
+bench-cgroup2: release venv vm
+	@out=$$(mktemp -d /tmp/bolt-caps-bench.XXXXXX); \
+	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/caps_bench.py measure host $$out/v1.json && \
+	BOLT_AGENT_BIN=$(AGENT_RELEASE) $(PY) integration/bench/caps_bench.py measure host $$out/off.json --off && \
+	VENV=$(VENV) BOLT_AGENT_BIN=$(AGENT_RELEASE) VIRTIOFSD=$(VIRTIOFSD) BOLT_VM_RWDIR=$$out \
+	    BOLT_VM_CMD="$(PY) integration/bench/caps_bench.py measure VM $$out/v2-clone.json --executions 600 && \
+	                 $(PY) integration/bench/caps_bench.py measure VM $$out/v2-move.json --move --executions 600" \
+	    bash scripts/cgroup2-vm.sh && \
+	$(PY) integration/bench/caps_bench.py table $$out/off.json $$out/v1.json $$out/v2-clone.json $$out/v2-move.json
 
 clean:
 	$(CARGO) clean

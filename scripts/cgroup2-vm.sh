@@ -8,7 +8,7 @@
 # Environment: VENV (.venv), BOLT_AGENT_BIN (target/debug/bolt-agent),
 # BOLT_VM_TIMEOUT (seconds, 900), BOLT_VM_CMD (a command to run instead),
 # VIRTIOFSD (the Rust virtiofsd that `make vm` builds: files over virtio-fs
-# instead of 9p).
+# instead of 9p), BOLT_VM_RWDIR (a folder the guest may write, for results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -43,7 +43,7 @@ set +e
 vfs_dir=$(dirname "${VIRTIOFSD:-/nonexistent/virtiofsd}")
 PATH="$venv/bin:$vfs_dir:$PATH" timeout --kill-after=15 "${BOLT_VM_TIMEOUT:-900}" \
     "$venv/bin/vng" --disable-kvm --run "$kernel" --memory 2G --cpus 2 \
-    --cwd "$root" --rwdir "$out" -- "sh $out/run.sh" </dev/null
+    --cwd "$root" --rwdir "$out" ${BOLT_VM_RWDIR:+--rwdir "$BOLT_VM_RWDIR"} -- "sh $out/run.sh" </dev/null
 vm_rc=$?
 set -e
 echo "cgroup2-vm: VM ran $(( $(date +%s) - t0 )) s"
